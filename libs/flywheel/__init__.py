@@ -1,0 +1,3 @@
+"""Flywheel: continuously improve LLMs from their own production traffic."""
+
+__version__ = "0.1.0"
