@@ -38,6 +38,14 @@ _GROUPS: list[tuple[str, str, str]] = [
 ]
 
 
+@app.command()
+def version() -> None:
+    """Print the Flywheel version."""
+    from flywheel import __version__
+
+    typer.echo(__version__)
+
+
 def _register_groups() -> None:
     for module_name, attr, group in _GROUPS:
         try:
