@@ -24,6 +24,8 @@ app = typer.Typer(
 # (module under flywheel.cli, attribute holding a typer.Typer, group name). A module that is
 # missing is skipped so that partially installed images still run the groups they have.
 _GROUPS: list[tuple[str, str, str]] = [
+    ("config", "app", "config"),
+    ("db", "app", "db"),
     ("topics", "app", "topics"),
     ("dev", "app", "dev"),
     ("run", "register", ""),

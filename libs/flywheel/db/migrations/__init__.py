@@ -1,0 +1,1 @@
+"""Alembic migrations for the Flywheel schema (run with ``flywheel db upgrade``)."""
