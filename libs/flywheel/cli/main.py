@@ -30,6 +30,7 @@ _GROUPS: list[tuple[str, str, str]] = [
     ("dev", "app", "dev"),
     ("run", "register", ""),
     ("keys", "app", "keys"),
+    ("annotators", "app", "annotators"),
     ("model", "app", "model"),
     ("models", "app", "models"),
     ("datasets", "app", "datasets"),

@@ -1,0 +1,1 @@
+"""HTTP API of the annotation service: one router per resource."""

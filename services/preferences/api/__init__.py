@@ -1,0 +1,1 @@
+"""HTTP API of the preferences service: one router per resource."""
