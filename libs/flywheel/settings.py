@@ -122,9 +122,12 @@ class Settings(BaseSettings):
         )
 
     def database(self) -> str:
-        """The database URL: the setting, else SQLite under the data dir."""
+        """The database URL: the setting, else the dev stack's PostgreSQL, else SQLite."""
         if self.database_url:
             return self.database_url
+        url = self._stack_state().get("postgres", {}).get("url")
+        if url:
+            return url
         return f"sqlite:///{(self.data_dir / 'flywheel.db').resolve()}"
 
     def topic(self, short_name: str) -> str:

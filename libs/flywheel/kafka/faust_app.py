@@ -40,6 +40,8 @@ def make_faust_app(settings: Settings, service: str, options: FaustOptions | Non
     """Build the Faust app for ``service`` from the process settings."""
     opts = options or FaustOptions()
     prefix = settings.topic_prefix
+    datadir = settings.data_dir / "faust" / service
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     web = {"web_enabled": False} if opts.web_port is None else {
         "web_enabled": True, "web_port": opts.web_port, "web_bind": "127.0.0.1"}
     return faust.App(
@@ -59,7 +61,7 @@ def make_faust_app(settings: Settings, service: str, options: FaustOptions | Non
         table_standby_replicas=opts.table_standby_replicas,
         key_serializer="raw",
         value_serializer="raw",
-        datadir=str(settings.data_dir / "faust" / service),
+        datadir=str(datadir),
         autodiscover=False,
         **web,
         **extra,
