@@ -8,6 +8,7 @@ _SERVICES = ["flywheel.services"] + [f"flywheel.services.{p}" for p in find_pack
 setup(
     packages=_LIBS + _SERVICES,
     package_dir={"flywheel": "libs/flywheel", "flywheel.services": "services"},
-    package_data={"": ["*.yaml", "*.yml", "*.json", "*.txt", "*.html", "*.j2", "*.ini", "*.mako", "*.proto", "*.xml", "*.properties", "*.jsonl", "*.css", "*.js"]},
+    package_data={"": ["*.yaml", "*.yml", "*.json", "*.txt", "*.html", "*.j2", "*.ini", "*.mako", "*.proto", "*.xml", "*.properties", "*.jsonl", "*.css", "*.js",
+                        "templates/*", "templates/**/*", "static/*", "static/**/*", "corpus/*"]},
     include_package_data=True,
 )
