@@ -1,0 +1,466 @@
+"""The closed-loop demo: ``flywheel demo`` / ``make run``.
+
+Starts the stack (Apache Kafka, Redis, SQLite) and every service, builds the tiny base model
+when it is missing, then runs the simulated shop world against the real services:
+
+    customers -> serving -> traces.raw -> triage -> annotation / preferences -> curator
+    -> datasets.batches -> trainer -> models.candidates -> exporter -> canary -> promotion
+
+The terminal shows live progress per stage. At the end it prints the released versions with
+their held-out accuracy (the trainer's gate measures it on the shop's held-out questions) and
+writes ``<out>/accuracy.png`` and ``<out>/report.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from flywheel.demo.expert import EXPERT_MODEL, Expert, QuestionBook, create_expert_app
+from flywheel.demo.world import World, WorldConfig, WorldUrls
+from flywheel.errors import FlywheelError
+from flywheel.logging import get_logger
+from flywheel.settings import Settings
+
+log = get_logger(__name__)
+
+SERVICES = ("gateway", "serving", "triage", "preferences", "annotation", "curator", "trainer",
+            "exporter", "console")
+STAGES = ("traces.raw", "feedback.events", "traces.triaged", "preference.requests",
+          "preference.answers", "annotation.tasks", "annotation.labels", "examples.sft",
+          "examples.dpo", "datasets.batches", "models.candidates", "models.releases",
+          "deadletter")
+
+
+class DemoError(FlywheelError):
+    """The demo could not start or its loop broke."""
+
+
+@dataclass
+class DemoConfig:
+    minutes: float = 15.0
+    seed: int = 0
+    policy: str = "uncertainty"
+    label_budget: int = 400
+    users: int = 4
+    model_line: str = "shop-assistant"
+    target_releases: int = 3
+    target_accuracy: float = 0.8
+    stop_at_target: bool = True
+    keep_running: bool = False
+    out_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("uncertainty", "random"):
+            raise DemoError(f"--policy must be uncertainty or random, got {self.policy!r}")
+        if self.minutes <= 0:
+            raise DemoError("--minutes must be positive")
+        if self.label_budget < 0:
+            raise DemoError("--label-budget must be >= 0")
+
+
+@dataclass
+class VersionRow:
+    version: int
+    status: str
+    accuracy: float | None
+    parent: int | None
+    released_at: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+HTTP_SERVICES = ("gateway", "serving", "preferences", "annotation", "console")
+
+
+def service_ports() -> dict[str, int]:
+    """A free loopback port per HTTP service, so a busy default port never splits the demo."""
+    return {name: _free_port() for name in HTTP_SERVICES}
+
+
+def service_env(cfg: DemoConfig, settings: Settings, expert_url: str, policy_path: Path,
+                ports: dict[str, int]) -> dict[str, str]:
+    """Settings of every service for the demo: small batches, quick decisions."""
+    serving = f"http://127.0.0.1:{ports['serving']}/v1"
+    return {
+        **{f"FLYWHEEL_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        "FLYWHEEL_TRIAGE_MODEL_URL": serving,
+        "FLYWHEEL_LOG_LEVEL": "INFO",
+        "FLYWHEEL_TRIAGE_HOLD_S": "3",
+        "FLYWHEEL_TRIAGE_POLICY_PATH": str(policy_path),
+        "FLYWHEEL_TRIAGE_K_SAMPLES": "3",
+        "FLYWHEEL_TRIAGE_MODEL_TIMEOUT_S": "10",
+        "FLYWHEEL_CURATOR_MODEL_LINE": cfg.model_line,
+        "FLYWHEEL_CURATOR_MIN_SFT": "48",
+        "FLYWHEEL_CURATOR_MIN_DPO": "0",
+        "FLYWHEEL_CURATOR_MAX_AGE_S": "240",
+        "FLYWHEEL_CURATOR_EVAL_SHARE": "0.05",
+        "FLYWHEEL_TRAINER_MODEL_LINE": cfg.model_line,
+        "FLYWHEEL_TRAINER_MAX_SFT_STEPS": "150",
+        "FLYWHEEL_TRAINER_SEED": str(cfg.seed),
+        "FLYWHEEL_EXPORTER_MODEL_LINE": cfg.model_line,
+        "FLYWHEEL_EXPORTER_CANARY_SHARE": "0.5",
+        "FLYWHEEL_EXPORTER_MIN_REQUESTS": "40",
+        "FLYWHEEL_EXPORTER_MIN_SAMPLES": "12",
+        "FLYWHEEL_EXPORTER_DECISION_INTERVAL_S": "5",
+        "FLYWHEEL_SERVING_MODEL_LINE": cfg.model_line,
+        "FLYWHEEL_ANNOTATION_JUDGE_BASE_URL": expert_url,
+        "FLYWHEEL_ANNOTATION_JUDGE_MODEL": EXPERT_MODEL,
+        "FLYWHEEL_ANNOTATION_TEACHER_BASE_URL": expert_url,
+        "FLYWHEEL_ANNOTATION_TEACHER_MODEL": EXPERT_MODEL,
+        "FLYWHEEL_PREFERENCES_MODEL_BASE_URL": serving,
+        "FLYWHEEL_PREFERENCES_MAX_TOKENS": "40",
+    }
+
+
+class _ExpertServer:
+    """The simulated expert on a free loopback port, in a background thread."""
+
+    def __init__(self, expert: Expert) -> None:
+        import uvicorn
+
+        self.port = _free_port()
+        config = uvicorn.Config(create_expert_app(expert), host="127.0.0.1", port=self.port,
+                                log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name="expert")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise DemoError("the simulated expert did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+
+def write_policy(policy: str, label_budget_per_hour: int, out: Path) -> Path:
+    """The triage policy of the demo: the shipped one with the chosen annotation selection.
+
+    ``uncertainty`` keeps the shipped rule (annotate the most uncertain items first);
+    ``random`` sends the same candidates to annotation in an order unrelated to uncertainty
+    (the prompt's hash bucket), so both runs spend the same labelling budget.
+    """
+    import yaml
+
+    from flywheel.services.triage.logic import policy as policy_mod
+
+    shipped = Path(policy_mod.__file__).with_name("default_policy.yaml")
+    doc = yaml.safe_load(shipped.read_text())
+    doc["version"] = f"{doc['version']}+demo-{policy}"
+    doc["budgets"]["annotate"]["per_hour"] = max(1, label_budget_per_hour)
+    doc["budgets"]["annotate"]["burst"] = max(1, label_budget_per_hour // 10)
+    for rule in doc["rules"]:
+        if rule["name"] == "high_uncertainty":
+            rule["when"] = {"uncertainty": {"ge": 0.3}}
+            if policy == "random":
+                rule["when"] = {"quality": {"ge": 0.0}}
+                rule["priority"] = "eval_bucket"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def _end_offsets(settings: Settings) -> dict[str, int]:
+    from flywheel.kafka.admin import describe_topics
+
+    rows = describe_topics(settings.kafka(), settings.topic_prefix)
+    return {r["short"]: int(r.get("end_offset") or 0) for r in rows if r.get("exists", True)}
+
+
+def registry_versions(settings: Settings, line: str) -> list[VersionRow]:
+    """Versions of ``line`` from the registry with their held-out accuracy."""
+    from sqlmodel import select
+
+    from flywheel.db.engine import make_engine, session_scope
+    from flywheel.db.models import ModelVersion
+
+    engine = make_engine(settings.database())
+    try:
+        with session_scope(engine) as session:
+            rows = session.exec(select(ModelVersion).where(ModelVersion.line == line)
+                                .order_by(ModelVersion.version)).all()
+            out = []
+            for r in rows:
+                metrics = dict(r.metrics or {})
+                released_at = None
+                for h in r.status_history or []:
+                    if h.get("status") == "released":
+                        released_at = h.get("at")
+                out.append(VersionRow(r.version, str(r.status), _accuracy(metrics),
+                                      r.parent_version, released_at, metrics))
+            return out
+    finally:
+        engine.dispose()
+
+
+def _accuracy(metrics: dict[str, Any]) -> float | None:
+    for key in ("eval.exact_match", "heldout.exact_match", "exact_match", "eval.accuracy"):
+        if key in metrics:
+            return float(metrics[key])
+    return None
+
+
+def base_accuracy(versions: list[VersionRow]) -> float | None:
+    """The base model's held-out accuracy, as the gate measured it for the first version."""
+    for v in versions:
+        for key in ("release.exact_match", "eval.release_exact_match", "baseline.exact_match"):
+            if key in v.metrics:
+                return float(v.metrics[key])
+    return None
+
+
+def _progress_table(offsets: dict[str, int], world: World, versions: list[VersionRow],
+                    elapsed: float, cfg: DemoConfig) -> Group:
+    stages = Table(title=f"Flywheel demo: {elapsed / 60:.1f} / {cfg.minutes:.0f} min "
+                         f"(policy {cfg.policy}, seed {cfg.seed})")
+    stages.add_column("stage")
+    stages.add_column("events", justify="right")
+    for name in STAGES:
+        stages.add_row(name, str(offsets.get(name, 0)))
+    s = world.stats
+    sim = Table(title="simulated world")
+    sim.add_column("what")
+    sim.add_column("count", justify="right")
+    sim.add_row("questions answered", str(s.asked))
+    sim.add_row("feedback sent", str(s.feedback))
+    sim.add_row("agent runs (failed: model/system)",
+                f"{s.agent_runs} ({s.agent_failures['model']}/{s.agent_failures['system']})")
+    sim.add_row("preferences answered", str(s.preferences_answered))
+    sim.add_row(f"labels (budget {cfg.label_budget})", str(s.labels))
+    for version, acc in sorted(s.live_accuracy().items()):
+        sim.add_row(f"live accuracy of {version}", f"{acc:.2f} ({s.asked_by_version[version]})")
+    if s.errors:
+        sim.add_row("errors", ", ".join(f"{k}={v}" for k, v in s.errors.most_common(4)))
+    models = Table(title="model registry")
+    for col in ("version", "status", "held-out accuracy"):
+        models.add_column(col)
+    for v in versions:
+        models.add_row(str(v.version), v.status,
+                       "-" if v.accuracy is None else f"{v.accuracy:.3f}")
+    return Group(stages, sim, models)
+
+
+def _prepare(settings: Settings, cfg: DemoConfig, console: Console) -> tuple[str, str]:
+    """Topics, schema, the base model, an app key and an annotator token."""
+    from flywheel.db.engine import make_engine, migrate
+    from flywheel.kafka.admin import create_topics
+    from flywheel.keys import create_key
+    from flywheel.services.annotation.auth import create_annotator, create_token, find_annotator
+
+    create_topics(settings.kafka(), settings.topic_prefix)
+    migrate(settings.database())
+    base = settings.data_dir / "models" / "tiny-base"
+    if not (base / "config.json").exists():
+        from flywheel.ml.tiny import init_tiny
+
+        console.print("[bold]building the tiny base model[/] (once; cached afterwards)")
+
+        def _show(p) -> None:  # noqa: ANN001 - PretrainProgress
+            if p.step % 25 == 0 or p.step == p.total:
+                console.print(f"  pre-training step {p.step}/{p.total} loss {p.loss:.3f}")
+
+        init_tiny(base, seed=cfg.seed, progress=_show)
+    engine = make_engine(settings.database())
+    try:
+        key = create_key(engine, "shop-demo", label="demo").plain
+        if find_annotator(engine, "demo-annotator") is None:
+            create_annotator(engine, "demo-annotator", os.urandom(12).hex(), "annotator")
+        token = create_token(engine, "demo-annotator", name="demo")
+    finally:
+        engine.dispose()
+    return key, token
+
+
+def _wait_ready(url: str, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            resp = httpx.get(f"{url}/readyz", timeout=3)
+            if resp.status_code == 200:
+                return
+            last = f"{resp.status_code} {resp.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise DemoError(f"{what} not ready after {seconds:.0f}s: {last}")
+
+
+def _target_reached(versions: list[VersionRow], cfg: DemoConfig) -> bool:
+    released = [v for v in versions if v.status == "released"]
+    best = max((v.accuracy or 0.0 for v in released), default=0.0)
+    return len(released) >= cfg.target_releases and best >= cfg.target_accuracy
+
+
+def run_demo(settings: Settings, cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
+    """Run the whole loop for ``cfg.minutes``; return the report (also written as JSON)."""
+    from flywheel.stack import lifecycle
+
+    console = console or Console()
+    out = cfg.out_dir or settings.data_dir / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    console.print("[bold]starting Apache Kafka and Redis[/]")
+    lifecycle.up(settings, progress=lambda n, w: console.print(f"  {n}: {w}"))
+    settings = Settings(**{**settings.model_dump(), "kafka_bootstrap": settings.kafka(),
+                           "redis_url": settings.redis()})
+    api_key, token = _prepare(settings, cfg, console)
+    book = QuestionBook()
+    expert = _ExpertServer(Expert(book, seed=cfg.seed))
+    expert.start()
+    policy_path = write_policy(cfg.policy, cfg.label_budget * 4, out / "triage-policy.yaml")
+    os.environ.update(service_env(cfg, settings, expert.url, policy_path, service_ports()))
+    console.print("[bold]starting the services[/]: " + ", ".join(SERVICES))
+    try:
+        result = lifecycle.up(settings, services=",".join(SERVICES), timeout_s=180,
+                              progress=lambda n, w: console.print(f"  {n}: {w}"))
+        urls = {n: (r or {}).get("url") for n, r in result.state.get("services", {}).items()}
+        _wait_ready(urls["serving"], 300, "serving (exporting the base model)")
+        world = World(WorldUrls(urls["serving"], urls["gateway"], urls["preferences"],
+                                urls["annotation"]), api_key, token, book,
+                      WorldConfig(seed=cfg.seed, users=cfg.users, model_line=cfg.model_line,
+                                  label_budget=cfg.label_budget))
+        console.print(f"[bold]the world runs[/] (console: {urls.get('console')})")
+        versions = _drive(settings, cfg, world, console, t0)
+    finally:
+        expert.stop()
+        if not cfg.keep_running:
+            lifecycle.down(settings)
+    report = _report(cfg, world, versions, time.monotonic() - t0, out)
+    _print_report(console, report)
+    return report
+
+
+def _drive(settings: Settings, cfg: DemoConfig, world: World, console: Console,
+           t0: float) -> list[VersionRow]:
+    """Run the world in a thread's event loop while the main thread shows progress."""
+    remaining = cfg.minutes * 60 - (time.monotonic() - t0)
+    if remaining <= 0:
+        raise DemoError("no time left for the world after start-up: raise --minutes")
+    stop = threading.Event()
+    runner = threading.Thread(target=lambda: asyncio.run(_world_until(world, remaining, stop)),
+                              daemon=True, name="world")
+    runner.start()
+    versions: list[VersionRow] = []
+    with Live(console=console, refresh_per_second=1, transient=False) as live:
+        while runner.is_alive():
+            offsets = _safe(lambda: _end_offsets(settings), {})
+            versions = _safe(lambda: registry_versions(settings, cfg.model_line), versions)
+            live.update(_progress_table(offsets, world, versions, time.monotonic() - t0, cfg))
+            if cfg.stop_at_target and _target_reached(versions, cfg):
+                stop.set()
+            runner.join(timeout=2.0)
+    return _safe(lambda: registry_versions(settings, cfg.model_line), versions)
+
+
+async def _world_until(world: World, seconds: float, stop: threading.Event) -> None:
+    task = asyncio.create_task(world.run(seconds))
+    while not task.done():
+        if stop.is_set():
+            task.cancel()
+            break
+        await asyncio.sleep(0.5)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+def _safe(fn, default):  # noqa: ANN001, ANN202 - progress must not die on a transient error
+    try:
+        return fn()
+    except Exception as exc:  # the broker or database may be briefly busy
+        log.debug("demo_progress_read_failed", error=str(exc))
+        return default
+
+
+def _report(cfg: DemoConfig, world: World, versions: list[VersionRow], seconds: float,
+            out: Path) -> dict[str, Any]:
+    released = [v for v in versions if v.status == "released"]
+    report = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "seconds": round(seconds, 1),
+        "base_accuracy": base_accuracy(versions),
+        "versions": [asdict(v) for v in versions],
+        "released": [v.version for v in released],
+        "final_accuracy": released[-1].accuracy if released else None,
+        "labels_used": world.stats.labels,
+        "questions": world.stats.asked,
+        "live_accuracy": world.stats.live_accuracy(),
+        "target_reached": _target_reached(versions, cfg),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    report["chart"] = str(write_chart(report, out / "accuracy.png"))
+    return report
+
+
+def write_chart(report: dict[str, Any], path: Path) -> Path:
+    """A PNG of held-out accuracy per released version (version 0 is the base model)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(0, report.get("base_accuracy"))] + [
+        (v["version"], v["accuracy"]) for v in report["versions"] if v["status"] == "released"]
+    points = [(x, y) for x, y in points if y is not None]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    if points:
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="o")
+        for x, y in points:
+            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=8)
+    ax.axhline(report["config"]["target_accuracy"], linestyle="--", linewidth=1, color="grey")
+    ax.set_xlabel("released version (0 = base model)")
+    ax.set_ylabel("held-out exact match")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"Flywheel demo: policy {report['config']['policy']}, "
+                 f"{report['seconds'] / 60:.1f} min")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _print_report(console: Console, report: dict[str, Any]) -> None:
+    table = Table(title="released versions")
+    for col in ("version", "held-out accuracy", "parent"):
+        table.add_column(col)
+    if report.get("base_accuracy") is not None:
+        table.add_row("0 (base)", f"{report['base_accuracy']:.3f}", "-")
+    for v in report["versions"]:
+        if v["status"] == "released":
+            table.add_row(str(v["version"]),
+                          "-" if v["accuracy"] is None else f"{v['accuracy']:.3f}",
+                          str(v["parent"]))
+    console.print(table)
+    console.print(f"labels used: {report['labels_used']}, questions answered: "
+                  f"{report['questions']}, chart: {report['chart']}, "
+                  f"target reached: {report['target_reached']}")

@@ -1,0 +1,122 @@
+"""Reading curator batch files: formats, masks, hash checks, eval and slice items."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from flywheel.services.trainer.data import (
+    BatchDataError,
+    eval_item,
+    load_batch,
+    masked_spans,
+    read_jsonl,
+    sample_slice,
+    sft_example,
+    slice_item,
+)
+
+SYSTEM = {"role": "system", "content": "You are the support assistant."}
+TOOLS = [{"type": "function", "function": {"name": "lookup_order", "parameters": {}}}]
+
+
+def _write(directory: Path, rows: list[dict]) -> Path:
+    data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
+    path = directory / f"{hashlib.sha256(data).hexdigest()}.jsonl"
+    path.write_bytes(data)
+    return path
+
+
+def _sft_row(answer: str = "Order 123 is cancelled.") -> dict:
+    return {"messages": [SYSTEM, {"role": "user", "content": "cancel 123"},
+                         {"role": "assistant", "content": answer}],
+            "tools": json.dumps(TOOLS), "loss_masks": []}
+
+
+def test_sft_row_becomes_a_training_example_with_parsed_tools() -> None:
+    example = sft_example(_sft_row())
+    assert example["tools"] == TOOLS
+    assert example["messages"][-1]["role"] == "assistant"
+    assert example["masked_spans"] == []
+
+
+def test_masks_with_weight_zero_on_assistant_turns_become_masked_spans() -> None:
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "draft"},
+                {"role": "user", "content": "fix it"}, {"role": "assistant", "content": "final"}]
+    masks = [{"message_index": 1, "char_start": 0, "char_end": 5, "weight": 0.0},
+             {"message_index": 3, "char_start": 0, "char_end": 5, "weight": 1.0},
+             {"message_index": 0, "char_start": 0, "char_end": 1, "weight": 0.0}]
+    assert masked_spans(messages, masks) == [{"message_index": 1, "char_start": 0, "char_end": 5}]
+    row = {"messages": messages, "masks": masks}
+    assert sft_example(row)["masked_spans"] == [{"message_index": 1, "char_start": 0,
+                                                 "char_end": 5}]
+
+
+def test_load_batch_reads_all_three_files(tmp_path: Path) -> None:
+    sft = _write(tmp_path, [_sft_row(), _sft_row("Order 123 is on its way.")])
+    dpo = _write(tmp_path, [{"prompt": [{"role": "user", "content": "q"}],
+                             "chosen": [{"role": "assistant", "content": "good"}],
+                             "rejected": [{"role": "assistant", "content": "bad"}],
+                             "tools": None}])
+    ev = _write(tmp_path, [
+        {"example_id": "e1", "prompt": [{"role": "user", "content": "q"}],
+         "reference": [{"role": "assistant", "content": "a"}], "tools": None, "kind": "model",
+         "intent": "refund", "metric": "exact_match"},
+        {"example_id": "e2", "prompt": [{"role": "user", "content": "q"}], "reference": [],
+         "tools": None, "kind": "model", "intent": "", "metric": ""},
+        {"example_id": "e3", "prompt": [{"role": "user", "content": "q"}],
+         "reference": [{"role": "assistant", "content": "a"}], "tools": None, "kind": "system",
+         "intent": "", "metric": ""}])
+    data = load_batch(str(sft), str(dpo), str(ev))
+    assert len(data.sft) == 2 and len(data.sft_keys) == 2
+    assert data.dpo[0]["chosen"] == [{"role": "assistant", "content": "good"}]
+    assert [i.item_id for i in data.eval_items] == ["e1"]
+    assert data.eval_items[0].reference == "a" and data.eval_items[0].intent == "refund"
+
+
+def test_an_altered_file_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_sft_row()])
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(BatchDataError, match="content hash"):
+        read_jsonl(path)
+
+
+def test_missing_and_malformed_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(BatchDataError, match="cannot read"):
+        load_batch(str(tmp_path / "nope.jsonl"), None)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": "not a list"}\n')
+    with pytest.raises(BatchDataError, match="chat messages"):
+        load_batch(str(bad), None)
+    bad.write_text("not json\n")
+    with pytest.raises(BatchDataError, match="not JSON"):
+        load_batch(str(bad), None)
+    with pytest.raises(BatchDataError, match="neither"):
+        load_batch(None, None)
+
+
+def test_eval_and_slice_items_end_with_the_reference_reply() -> None:
+    item = slice_item(_sft_row())
+    assert item is not None and item.reference == "Order 123 is cancelled."
+    assert item.prompt[-1] == {"role": "user", "content": "cancel 123"}
+    assert item.tools == TOOLS
+    tool_call = {"messages": [{"role": "user", "content": "q"},
+                              {"role": "assistant", "content": "", "tool_calls": [{}]}]}
+    assert slice_item(tool_call) is None
+    multi = {"example_id": "x", "prompt": [{"role": "user", "content": "q"}],
+             "reference": [{"role": "assistant", "content": "", "tool_calls": [{"id": "c"}]},
+                           {"role": "tool", "content": "{}"},
+                           {"role": "assistant", "content": "done"}], "kind": "model"}
+    item = eval_item(multi)
+    assert item is not None and item.reference == "done" and len(item.prompt) == 3
+
+
+def test_sample_slice_is_deterministic(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_sft_row(f"Order {n} is cancelled.") for n in range(100, 150)])
+    first = sample_slice(str(path), 10, "batch-a")
+    assert len(first) == 10
+    assert first == sample_slice(str(path), 10, "batch-a")
+    assert first != sample_slice(str(path), 10, "batch-b")
