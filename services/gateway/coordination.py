@@ -1,0 +1,194 @@
+"""Redis state of the gateway: rate limits, idempotency claims and OTLP spans on hold.
+
+One Lua script admits a request in a single round trip: it takes a token from the API key's
+bucket (the algorithm of :func:`flywheel.rediskit.take_tokens`) and, only when that succeeds,
+claims every event id of the request. A claim has two states:
+
+- ``pending:<request token>`` while the request writes to the broker, expiring after
+  ``pending_ttl_s`` so a crashed gateway cannot block an id for long;
+- ``done`` once the broker acknowledged, kept for the idempotency window.
+
+A second request with an id that is ``done`` gets "duplicate"; with an id that is ``pending``
+it gets "in flight" (409, retry) rather than "duplicate", because the first write may still
+fail, and telling the retry "duplicate" would then lose the event. A failed write releases only
+its own pending claims (compare-and-delete), so a retry goes through.
+
+Keys carry the app id in a hash tag (``{app}``) so one request's keys share a cluster slot.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio as aredis
+
+NEW, DONE, PENDING = "new", "done", "pending"
+
+_ADMIT = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local pending_ms = tonumber(ARGV[4])
+local token = ARGV[5]
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+if tokens < 1 then
+  redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+  return {0, tostring((1 - tokens) / rate)}
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens - 1, 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+local out = {1, '0'}
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], token, 'NX', 'PX', pending_ms) then
+    out[#out + 1] = 'new'
+  elseif redis.call('GET', KEYS[i]) == 'done' then
+    out[#out + 1] = 'done'
+  else
+    out[#out + 1] = 'pending'
+  end
+end
+return out
+"""
+
+_RELEASE = """
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then n = n + redis.call('DEL', KEYS[i]) end
+end
+return n
+"""
+
+_COMMIT = """
+for i = 1, #KEYS do redis.call('SET', KEYS[i], 'done', 'EX', ARGV[1]) end
+return #KEYS
+"""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The outcome of admitting one request: allowed, and each id's claim state."""
+
+    allowed: bool
+    retry_after_s: float
+    states: list[str]
+
+
+class Coordination(Protocol):
+    """What the gateway needs from Redis (an in-memory fake implements it in unit tests)."""
+
+    async def admit(self, app_id: str, key_id: str, kind: str, ids: list[str], token: str,
+                    *, rate_per_s: float, burst: int, pending_ttl_s: float) -> Admission: ...
+
+    async def commit(self, app_id: str, kind: str, ids: list[str], window_s: int) -> None: ...
+
+    async def release(self, app_id: str, kind: str, ids: list[str], token: str) -> None: ...
+
+    async def hold_spans(self, app_id: str, trace_id: str, spans: dict[str, bytes],
+                         due_at: float, ttl_s: float) -> None: ...
+
+    async def held_spans(self, app_id: str, trace_ids: list[str]) -> dict[str, list[bytes]]: ...
+
+    async def drop_held(self, app_id: str, trace_ids: list[str]) -> None: ...
+
+    async def take_due(self, now: float, limit: int) -> list[tuple[str, str]]: ...
+
+    async def postpone(self, app_id: str, trace_id: str, due_at: float) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _claim_key(app_id: str, kind: str, event_id: str) -> str:
+    return f"fw:idem:{{{app_id}}}:{kind}:{event_id}"
+
+
+def _bucket_key(app_id: str, key_id: str) -> str:
+    return f"fw:rate:{{{app_id}}}:key:{key_id}"
+
+
+def _hold_key(app_id: str, trace_id: str) -> str:
+    return f"fw:otlp:{{{app_id}}}:hold:{trace_id}"
+
+
+_DUE_KEY = "fw:otlp:due"
+_SEP = "\x1f"
+
+
+class RedisCoordination:
+    """:class:`Coordination` over ``redis.asyncio``."""
+
+    def __init__(self, client: aredis.Redis) -> None:
+        self.client = client
+        self._admit = client.register_script(_ADMIT)
+        self._release = client.register_script(_RELEASE)
+        self._commit = client.register_script(_COMMIT)
+
+    async def admit(self, app_id: str, key_id: str, kind: str, ids: list[str], token: str,
+                    *, rate_per_s: float, burst: int, pending_ttl_s: float) -> Admission:
+        keys = [_bucket_key(app_id, key_id), *(_claim_key(app_id, kind, i) for i in ids)]
+        result = await self._admit(keys=keys, args=[rate_per_s, burst, time.time(),
+                                                    int(pending_ttl_s * 1000), token])
+        allowed = bool(int(result[0]))
+        states = [s.decode() if isinstance(s, bytes) else str(s) for s in result[2:]]
+        return Admission(allowed, float(result[1]), states)
+
+    async def commit(self, app_id: str, kind: str, ids: list[str], window_s: int) -> None:
+        if ids:
+            await self._commit(keys=[_claim_key(app_id, kind, i) for i in ids], args=[window_s])
+
+    async def release(self, app_id: str, kind: str, ids: list[str], token: str) -> None:
+        if ids:
+            await self._release(keys=[_claim_key(app_id, kind, i) for i in ids], args=[token])
+
+    async def hold_spans(self, app_id: str, trace_id: str, spans: dict[str, bytes],
+                         due_at: float, ttl_s: float) -> None:
+        key = _hold_key(app_id, trace_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping=spans)
+            pipe.expire(key, int(ttl_s) + 1)
+            pipe.zadd(_DUE_KEY, {f"{app_id}{_SEP}{trace_id}": due_at}, nx=True)
+            await pipe.execute()
+
+    async def held_spans(self, app_id: str, trace_ids: list[str]) -> dict[str, list[bytes]]:
+        if not trace_ids:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for trace_id in trace_ids:
+                pipe.hvals(_hold_key(app_id, trace_id))
+            found = await pipe.execute()
+        return {t: list(v) for t, v in zip(trace_ids, found) if v}
+
+    async def drop_held(self, app_id: str, trace_ids: list[str]) -> None:
+        if not trace_ids:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for trace_id in trace_ids:
+                pipe.delete(_hold_key(app_id, trace_id))
+                pipe.zrem(_DUE_KEY, f"{app_id}{_SEP}{trace_id}")
+            await pipe.execute()
+
+    async def take_due(self, now: float, limit: int) -> list[tuple[str, str]]:
+        """Traces whose hold expired, each claimed by exactly one caller (ZREM decides)."""
+        members = await self.client.zrangebyscore(_DUE_KEY, "-inf", now, start=0, num=limit)
+        taken = []
+        for member in members:
+            if await self.client.zrem(_DUE_KEY, member):
+                app_id, _, trace_id = member.decode().partition(_SEP)
+                taken.append((app_id, trace_id))
+        return taken
+
+    async def postpone(self, app_id: str, trace_id: str, due_at: float) -> None:
+        await self.client.zadd(_DUE_KEY, {f"{app_id}{_SEP}{trace_id}": due_at})
+
+    async def ping(self) -> None:
+        await self.client.ping()
+
+    async def close(self) -> None:
+        await self.client.aclose()

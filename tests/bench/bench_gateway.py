@@ -1,0 +1,497 @@
+"""Ingest benchmark: the gateway into traces.raw versus a raw producer, on a real broker.
+
+Run with ``make bench`` (all benchmarks) or ``python -m tests.bench.run gateway``. It starts
+its own Apache Kafka broker and Redis (flywheel.stack) on free loopback ports, makes an API
+key in a SQLite file, starts the gateway as its own process (``python -m
+flywheel.services.gateway.main``), drives it over HTTP from this process (aiohttp, keep-alive),
+and in the same run writes the same trace payloads straight to the broker. Everything shares
+the machine's cores, so the numbers are what this box does end to end, not a gateway alone.
+
+Phases (each ``PHASE_S`` seconds):
+
+- raw producer, aiokafka (``send``, acks=all, idempotent, linger 5 ms) and kafka-python;
+- single-trace requests, JSON, closed loop at fixed concurrency (the rate it sustains);
+- single-trace requests, open loop at 1,500 req/s (latency counted from the scheduled send);
+- batches of 100 traces, JSON and binary Protobuf, with Kafka transactions (the default) and
+  without (``ATOMIC_BATCHES=false``), to show what atomic batches cost.
+
+Targets: batched ingest >= 50% of the raw aiokafka producer's rate; single-trace requests
+sustain 1,500 req/s with p99 < 50 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+KAFKA_LIBS = REPO / "var" / "kafka" / "libs"
+PHASE_S = float(os.environ.get("FLYWHEEL_BENCH_PHASE_S", "12"))
+WARMUP_S = 2.0
+SINGLE_CONCURRENCY = 16
+BATCH_CONCURRENCY = 6
+BATCH = 100
+OPEN_LOOP_RATE = 1500.0
+# One worker per two cores: on this 2-core box the broker, Redis and the load generator need
+# the other core. Override with FLYWHEEL_BENCH_GATEWAY_WORKERS.
+WORKERS = int(os.environ.get("FLYWHEEL_BENCH_GATEWAY_WORKERS", str(max(1, (os.cpu_count() or 2) // 2))))
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int = 0
+    events: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    note: str = ""
+    statuses: dict[int, int] = field(default_factory=dict)  # error statuses seen
+    cpu_s: float = 0.0  # CPU seconds of the writer (gateway processes, or the raw producer)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.cpu_s / self.events * 1e6 if self.events else float("nan")
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+# --- payloads ----------------------------------------------------------------------------------
+
+def _sample_trace() -> dict:
+    """The golden Trace (a realistic agent turn with tool calls, ~4 KB of JSON), sans envelope."""
+    data = json.loads((REPO / "tests" / "golden" / "v1" / "Trace.json").read_text())
+    data.pop("envelope", None)
+    data.pop("app_id", None)
+    return data
+
+
+class Payloads:
+    """Request bodies with fresh, fixed-length trace ids, cut from pre-encoded templates so
+    that making a body costs the load generator next to nothing."""
+
+    def __init__(self) -> None:
+        from flywheel.events.codec import from_dict
+
+        self.base = _sample_trace()
+        self.run = uuid.uuid4().hex[:8]
+        self.counter = 0
+        self.placeholder = self._id(0)
+        text = json.dumps({**self.base, "trace_id": self.placeholder}).encode()
+        self._json = text.split(self.placeholder.encode())
+        proto = from_dict({**self.base, "trace_id": self.placeholder}, "Trace").SerializeToString()
+        self._proto = proto.split(self.placeholder.encode())
+        assert len(self._json) == 2 and len(self._proto) == 2
+
+    def _id(self, n: int) -> str:
+        return f"bench-{self.run}-{n:012d}"
+
+    def next_id(self) -> bytes:
+        self.counter += 1
+        return self._id(self.counter).encode()
+
+    def json_single(self) -> bytes:
+        return self.next_id().join(self._json)
+
+    def json_batch(self) -> bytes:
+        return b'{"traces":[' + b",".join(self.next_id().join(self._json)
+                                          for _ in range(BATCH)) + b"]}"
+
+    def proto_batch(self) -> bytes:
+        from flywheel.client.wire import frame
+
+        return frame([self.next_id().join(self._proto) for _ in range(BATCH)])
+
+    def encoded_events(self, n: int) -> list[tuple[bytes, bytes]]:
+        """(key, value) as the gateway would write them: stamped, binary Protobuf."""
+        from datetime import datetime, timezone
+
+        from flywheel.events.codec import encode, from_dict
+        from flywheel.events.envelope import new_envelope
+
+        template = from_dict(self.base, "Trace")
+        template.app_id = "bench"
+        now = datetime.now(timezone.utc)
+        out = []
+        for _ in range(n):
+            trace_id = self.next_id().decode()
+            template.trace_id = trace_id
+            template.envelope.CopyFrom(new_envelope(template, "bench", trace_id=trace_id,
+                                                    app_id="bench", occurred_at=now))
+            out.append((trace_id.encode(), encode(template)))
+        return out
+
+
+# --- the stack -------------------------------------------------------------------------------
+
+@dataclass
+class Stack:
+    root: Path
+    kafka: object
+    redis: object
+    database_url: str
+    prefix: str
+    key: str = ""
+    gateway: subprocess.Popen | None = None
+    gateway_url: str = ""
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka.address  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        self.stop_gateway()
+        for component in (self.redis, self.kafka):
+            try:
+                component.stop()  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001
+                print(f"could not stop {component}: {exc}", file=sys.stderr)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def start_gateway(self, **env: str) -> None:
+        from flywheel.stack.process import free_port
+
+        self.stop_gateway()
+        port = free_port()
+        environment = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")},
+            "FLYWHEEL_ENV": "test", "FLYWHEEL_DATA_DIR": str(self.root / "gw"),
+            "FLYWHEEL_KAFKA_BOOTSTRAP": self.bootstrap,
+            "FLYWHEEL_REDIS_URL": self.redis.url,  # type: ignore[attr-defined]
+            "FLYWHEEL_DATABASE_URL": self.database_url, "FLYWHEEL_TOPIC_PREFIX": self.prefix,
+            "FLYWHEEL_LOG_LEVEL": "WARNING", "FLYWHEEL_GATEWAY_PORT": str(port),
+            "FLYWHEEL_GATEWAY_WORKERS": str(WORKERS),
+            "FLYWHEEL_GATEWAY_RATE_PER_S": "1000000", "FLYWHEEL_GATEWAY_RATE_BURST": "1000000",
+            **env,
+        }
+        log = open(self.root / f"gateway-{port}.log", "wb")  # noqa: SIM115
+        self.gateway = subprocess.Popen(
+            [sys.executable, "-m", "flywheel.services.gateway.main"], cwd=REPO,
+            env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.gateway_url = f"http://127.0.0.1:{port}"
+        _wait_ready(self.gateway_url, self.gateway)
+
+    def stop_gateway(self) -> None:
+        if self.gateway is None:
+            return
+        try:
+            os.killpg(self.gateway.pid, signal.SIGTERM)
+            self.gateway.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.gateway.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.gateway = None
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the gateway exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("the gateway did not become ready")
+
+
+def start_stack() -> Stack:
+    from flywheel.db.engine import make_engine, migrate
+    from flywheel.events.topics import TOPICS
+    from flywheel.kafka.admin import create_topics
+    from flywheel.keys import create_key
+    from flywheel.stack import KafkaServer, RedisServer
+    from flywheel.stack.process import free_port
+
+    root = Path(tempfile.mkdtemp(prefix="flywheel-bench-gw-"))
+    port = free_port()
+    kafka = KafkaServer(root / "kafka", port, free_port(avoid=[port]), libs_dir=KAFKA_LIBS,
+                        die_with_parent=True).start(timeout_s=180)
+    redis = RedisServer(root / "redis", free_port(), die_with_parent=True).start()
+    database_url = f"sqlite:///{root / 'keys.db'}"
+    stack = Stack(root, kafka, redis, database_url, prefix="bench" + uuid.uuid4().hex[:6])
+    migrate(database_url)
+    engine = make_engine(database_url)
+    stack.key = create_key(engine, "bench").plain
+    engine.dispose()
+    create_topics(stack.bootstrap, stack.prefix, [TOPICS["traces.raw"], TOPICS["feedback.events"]])
+    return stack
+
+
+def _gateway_cpu(stack: Stack) -> float:
+    """CPU seconds used so far by the gateway process and its workers."""
+    import psutil
+
+    if stack.gateway is None:
+        return 0.0
+    root = psutil.Process(stack.gateway.pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+# --- load generation ---------------------------------------------------------------------
+
+async def closed_loop(url: str, key: str, make_body, content_type: str,  # noqa: ANN001
+                      concurrency: int, events_per_request: int, name: str) -> Result:
+    """``concurrency`` connections each sending back to back for PHASE_S (after a warm-up)."""
+    import aiohttp
+
+    result = Result(name)
+    headers = {"x-api-key": key, "content-type": content_type}
+    measuring = False
+    stop_at = time.monotonic() + WARMUP_S + PHASE_S
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal measuring
+        while time.monotonic() < stop_at:
+            body = make_body()
+            started = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                ok = response.status == 200
+                if not ok:
+                    result.statuses[response.status] = result.statuses.get(response.status, 0) + 1
+            if measuring:
+                result.requests += 1
+                result.latencies.append(time.perf_counter() - started)
+                result.events += events_per_request if ok else 0
+                result.errors += 0 if ok else 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        tasks = [asyncio.create_task(worker(session)) for _ in range(concurrency)]
+        await asyncio.sleep(WARMUP_S)
+        measuring, began = True, time.monotonic()
+        await asyncio.gather(*tasks)
+        result.seconds = time.monotonic() - began
+    return result
+
+
+async def open_loop(url: str, key: str, make_body, rate: float, name: str) -> Result:  # noqa: ANN001
+    """Send at a fixed schedule; latency runs from the scheduled time (no coordinated omission)."""
+    import aiohttp
+
+    result = Result(name)
+    headers = {"x-api-key": key, "content-type": "application/json"}
+    total = int(rate * PHASE_S)
+    in_flight: set[asyncio.Task] = set()
+
+    async def one(session: aiohttp.ClientSession, body: bytes, scheduled: float) -> None:
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                ok = response.status == 200
+                status = response.status
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            ok, status = False, 0  # 0: the connection failed or timed out
+        if not ok:
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+        result.latencies.append(time.perf_counter() - scheduled)
+        result.requests += 1
+        result.events += 1 if ok else 0
+        result.errors += 0 if ok else 1
+
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        warm = [asyncio.create_task(one(session, make_body(), time.perf_counter()))
+                for _ in range(200)]
+        await asyncio.gather(*warm)
+        result.latencies.clear()
+        result.requests = result.events = result.errors = 0
+        began = time.perf_counter()
+        for i in range(total):
+            body = make_body()
+            scheduled = began + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(one(session, body, scheduled))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        await asyncio.gather(*in_flight)
+        result.seconds = time.perf_counter() - began
+    return result
+
+
+def _cycle(events: list[tuple[bytes, bytes]]):  # noqa: ANN202
+    while True:
+        yield from events
+
+
+async def raw_aiokafka(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> Result:
+    """aiokafka as a service would use it: ``send`` per record, acks=all, idempotent."""
+    from aiokafka import AIOKafkaProducer
+
+    result = Result("raw producer: aiokafka send()")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                                linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        source = _cycle(events)
+        await asyncio.gather(*[await producer.send(topic, v, key=k)
+                               for k, v in (next(source) for _ in range(2000))])
+        began, futures, cpu = time.monotonic(), [], time.process_time()
+        while time.monotonic() - began < PHASE_S:
+            for _ in range(5000):
+                key, value = next(source)
+                futures.append(await producer.send(topic, value, key=key))
+            await asyncio.gather(*futures)
+            result.events += len(futures)
+            futures.clear()
+        result.seconds = time.monotonic() - began
+        result.cpu_s = time.process_time() - cpu
+    finally:
+        await producer.stop()
+    result.requests = result.events
+    return result
+
+
+def raw_kafka_python(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> Result:
+    """kafka-python (the SDK's direct mode): ``send`` per record, acks=all, idempotent."""
+    from flywheel.kafka.producer import make_producer
+
+    result = Result("raw producer: kafka-python send()")
+    producer = make_producer(bootstrap, client_id="bench-raw")
+    try:
+        source = _cycle(events)
+        for _ in range(2000):
+            key, value = next(source)
+            producer.send(topic, key=key, value=value)
+        producer.flush()
+        began, cpu = time.monotonic(), time.process_time()
+        while time.monotonic() - began < PHASE_S:
+            for _ in range(2000):
+                key, value = next(source)
+                producer.send(topic, key=key, value=value)
+            result.events += 2000
+        producer.flush()
+        result.seconds = time.monotonic() - began
+        result.cpu_s = time.process_time() - cpu
+    finally:
+        producer.close()
+    result.requests = result.events
+    return result
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+def _measured(stack: Stack, run) -> Result:  # noqa: ANN001 - a coroutine to run
+    before = _gateway_cpu(stack)
+    result = asyncio.run(run)
+    # The load before the measured window is small (a 2 s warm-up); it is counted too.
+    result.cpu_s = _gateway_cpu(stack) - before
+    return result
+
+
+def _gateway_phases(stack: Stack, payloads: Payloads, label: str, singles: bool = True,
+                    ) -> list[Result]:
+    url = f"{stack.gateway_url}/v1/traces"
+    results = []
+    if singles:
+        results.append(_measured(stack, closed_loop(
+            url, stack.key, payloads.json_single, "application/json", SINGLE_CONCURRENCY, 1,
+            f"gateway {label}: 1 trace/request, JSON, {SINGLE_CONCURRENCY} connections")))
+        results.append(_measured(stack, open_loop(
+            url, stack.key, payloads.json_single, OPEN_LOOP_RATE,
+            f"gateway {label}: 1 trace/request, JSON, open loop {OPEN_LOOP_RATE:.0f} req/s")))
+    results.append(_measured(stack, closed_loop(
+        url, stack.key, payloads.json_batch, "application/json", BATCH_CONCURRENCY, BATCH,
+        f"gateway {label}: {BATCH} traces/request, JSON")))
+    results.append(_measured(stack, closed_loop(
+        url, stack.key, payloads.proto_batch, "application/x-protobuf; delimited=true",
+        BATCH_CONCURRENCY, BATCH, f"gateway {label}: {BATCH} traces/request, Protobuf")))
+    return results
+
+
+def _print(results: list[Result], raw_rate: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    table = Table(title=f"Gateway ingest into traces.raw ({os.cpu_count()} cores, load average "
+                        f"{load}, {WORKERS} gateway workers, {PHASE_S:.0f} s per phase)")
+    for column in ("phase", "traces/s", "req/s", "p50 ms", "p99 ms", "errors", "vs raw aiokafka",
+                   "writer CPU µs/trace"):
+        table.add_column(column, justify="left" if column == "phase" else "right")
+    for r in results:
+        share = f"{r.events_per_s / raw_rate:.0%}" if raw_rate else "-"
+        if r.statuses:
+            r.note = ", ".join(f"{n}x {code or 'no answer'}" for code, n in sorted(r.statuses.items()))
+        table.add_row(r.name + (f" ({r.note})" if r.note else ""), f"{r.events_per_s:,.0f}",
+                      f"{r.requests_per_s:,.0f}",
+                      "-" if not r.latencies else f"{r.pct(0.50):.1f}",
+                      "-" if not r.latencies else f"{r.pct(0.99):.1f}", str(r.errors), share,
+                      f"{r.cpu_us_per_event:,.0f}")
+    Console(width=150).print(table)
+
+
+def _targets(results: list[Result], raw_rate: float) -> None:
+    by_name = {r.name: r for r in results}
+    batched = max((r.events_per_s for n, r in by_name.items()
+                   if "traces/request" in n and "atomic" in n), default=0.0)
+    single = next((r for n, r in by_name.items() if "open loop" in n and "atomic" in n), None)
+    print(f"target: batched ingest >= 50% of raw aiokafka: "
+          f"{batched / raw_rate:.0%} ({'met' if batched >= raw_rate / 2 else 'MISSED'})")
+    if single is not None:
+        ok = single.requests_per_s >= OPEN_LOOP_RATE * 0.97 and single.pct(0.99) < 50 \
+            and not single.errors
+        print(f"target: 1,500 single-trace req/s with p99 < 50 ms: "
+              f"{single.requests_per_s:,.0f} req/s, p99 {single.pct(0.99):.1f} ms, "
+              f"{single.errors} errors ({'met' if ok else 'MISSED'})")
+
+
+def main() -> None:
+    """Start the stack, run every phase, print the table, stop everything."""
+    stack = start_stack()
+    try:
+        payloads = Payloads()
+        topic = f"{stack.prefix}.traces.raw.v1"
+        events = payloads.encoded_events(20_000)
+        raw = [asyncio.run(raw_aiokafka(stack.bootstrap, topic, events)),
+               raw_kafka_python(stack.bootstrap, topic, events)]
+        results = list(raw)
+        stack.start_gateway()
+        results += _gateway_phases(stack, payloads, "atomic")
+        stack.start_gateway(FLYWHEEL_GATEWAY_ATOMIC_BATCHES="false")
+        results += _gateway_phases(stack, payloads, "plain", singles=False)
+        _print(results, raw[0].events_per_s)
+        _targets(results, raw[0].events_per_s)
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
