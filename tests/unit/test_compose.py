@@ -169,7 +169,9 @@ def test_service_environment_build_and_volume(compose, name):
 def test_http_services_publish_their_port_and_check_healthz(compose, name):
     service = compose["services"][name]
     port = HTTP_PORTS[name]
-    assert service["environment"]["FLYWHEEL_HTTP_PORT"] == str(port)
+    env = service["environment"]
+    assert env[f"FLYWHEEL_{name.upper()}_PORT"] == str(port)
+    assert env[f"FLYWHEEL_{name.upper()}_HOST"] == "0.0.0.0"
     assert any(str(p).endswith(f":{port}") for p in service["ports"]), service["ports"]
     check = " ".join(_as_list(service["healthcheck"]["test"]))
     assert f"127.0.0.1:{port}/healthz" in check
