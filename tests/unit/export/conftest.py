@@ -43,3 +43,15 @@ def float_artifact(tiny_model_dir: Path, data_root: Path) -> Path:
     from flywheel.ml.onnx_export import export_onnx
 
     return export_onnx(tiny_model_dir, data_root).artifact_dir
+
+
+@pytest.fixture(scope="session")
+def quant_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model whose int8 export keeps its greedy answers (the local random build does; a
+    model with near-tied logits may not, which is what the metric gate is for)."""
+    return _tiny_models()._build_local(tmp_path_factory.mktemp("quant") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def quant_other_dir(quant_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny_models().perturbed_copy(quant_model_dir, tmp_path_factory.mktemp("qother"), seed=1)

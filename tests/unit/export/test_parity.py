@@ -87,9 +87,12 @@ def _exact_match(references: list[str]):  # noqa: ANN202
 
 
 def test_quantised_export_is_judged_by_the_task_metric(
-    tiny_model_dir: Path, other_model_dir: Path, float_artifact: Path, data_root: Path
+    quant_model_dir: Path, quant_other_dir: Path, data_root: Path
 ) -> None:
     from flywheel.ml.ort_runtime import OrtGenerator
+
+    tiny_model_dir, other_model_dir = quant_model_dir, quant_other_dir
+    float_artifact = export_onnx(tiny_model_dir, data_root).artifact_dir
 
     # The task's expected answers: what the float model says (verified equal to PyTorch above).
     float_gen = OrtGenerator(float_artifact)
