@@ -96,16 +96,16 @@ def test_adapter_save_reload_and_continual_merge(tiny_dir, tiny_tokenizer, tmp_p
         # Round 2 starts from the merged round-1 weights with a fresh (zero-effect) adapter.
         round2 = prepare_model(tiny_dir, adapter, cfg)
         continued = round2(input_ids=ids).logits
-    assert torch.allclose(trained, reloaded, atol=1e-5)
-    assert torch.allclose(trained, continued, atol=1e-5)
+    assert torch.allclose(trained, reloaded, atol=1e-4)
+    assert torch.allclose(trained, continued, atol=1e-4)
     train_sft(round2, tiny_tokenizer, _examples(), cfg.replace(seed=1))
     adapter2 = save_adapter(round2, tmp_path / "a2", cfg)
     assert json.loads((adapter2 / "lineage.json").read_text())["merged_adapters"] == [str(adapter.resolve())]
     merged_dir = merge_and_save(round2, tmp_path / "merged")
     with torch.no_grad():
         expected = round2(input_ids=ids).logits
-        assert torch.allclose(load_model(merged_dir)(input_ids=ids).logits, expected, atol=1e-5)
-        assert torch.allclose(load_model(adapter2)(input_ids=ids).logits, expected, atol=1e-5)
+        assert torch.allclose(load_model(merged_dir)(input_ids=ids).logits, expected, atol=1e-4)
+        assert torch.allclose(load_model(adapter2)(input_ids=ids).logits, expected, atol=1e-4)
     assert load_tokenizer(merged_dir).chat_template == tiny_tokenizer.chat_template
     assert any("lora_" in n for n, _ in round2.named_parameters())  # caller's model untouched
 
