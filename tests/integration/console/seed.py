@@ -18,6 +18,7 @@ from flywheel.db.engine import make_engine, migrate, session_scope
 from flywheel.db.models import DatasetBatch, ModelLine, ModelVersion, Release
 from flywheel.events.codec import encode
 from flywheel.events.envelope import stamp
+from flywheel.events.topics import get_topic
 from flywheel.kafka.admin import create_topics
 from flywheel.kafka.deadletter import build_dead_letter
 from flywheel.kafka.producer import make_producer
@@ -28,6 +29,7 @@ from flywheel.v1.trace_pb2 import Trace
 LINE = "shop-assistant"
 TRACES = 12
 DEAD_LETTERS = {"EventDecodeError": 3, "RedactionError": 2}
+DEADLETTER_PARTITIONS = get_topic("deadletter").partitions
 COMMITTED = 5  # offsets committed by the triage group on traces.raw, in total
 LABEL_QUEUE, REVIEW_QUEUE = 4, 1
 BUDGETS = [1, 3, 2]  # questions asked today to three users (daily limit 3)
@@ -71,8 +73,10 @@ def produce_events(settings: Settings) -> list[Trace]:
                 dl = build_dead_letter(service="triage", source_topic=settings.topic("traces.raw"),
                                        partition=0, offset=offset, key=b"k", value=b"\x00bad",
                                        error_type=reason, error_message=f"{reason} at {offset}")
+                # Round-robin over the partitions so every partition holds some: the tail
+                # tests count one line per partition.
                 producer.send(settings.topic("deadletter"), key=dl.envelope.event_id.encode(),
-                              value=encode(dl))
+                              value=encode(dl), partition=offset % DEADLETTER_PARTITIONS)
                 offset += 1
         for service, counters, gauges in (("triage", {"processed": 12}, {"queued.annotate": 2.0}),
                                           ("curator", {"pooled_sft": 20}, {"pool.sft": 20.0,
