@@ -87,7 +87,9 @@ class SecondAnswerSource:
     async def _complete(self, model: str, prompt: Sequence[Mapping[str, Any]],
                         temperature: float, user: str) -> tuple[list[dict[str, Any]], str, str]:
         body = {"model": model, "messages": [_openai_message(m) for m in prompt],
-                "temperature": temperature, "max_tokens": self._config.max_tokens, "user": user}
+                "temperature": temperature, "max_tokens": self._config.max_tokens, "user": user,
+                # The pair reaches the loop as a preference answer, not as a served trace.
+                "metadata": {"flywheel_trace": "off"}}
         response = await self._post_with_retry(model, body)
         try:
             data = response.json()

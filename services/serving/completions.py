@@ -118,8 +118,8 @@ async def complete(runtime: ServingRuntime, prep: Prepared) -> dict[str, Any]:
     job, events = _submit(runtime, prep)
     try:
         generations = [e.generation async for e in _events(job, events) if e.generation is not None]
-    except ServingError:
-        _record(runtime, prep, [], "error", stream=False)
+    except ServingError as exc:
+        _record(runtime, prep, [], "error", stream=False, error=exc.message)
         raise
     finally:
         job.cancelled.set()  # frees the rows at once if this handler was cancelled mid-way
@@ -160,7 +160,7 @@ async def _stream_events(runtime: ServingRuntime, prep: Prepared, job: Job,
             if event.generation is not None:
                 generations.append(event.generation)
     except ServingError as exc:
-        _record(runtime, prep, generations, "error", stream=True)
+        _record(runtime, prep, generations, "error", stream=True, error=exc.message)
         yield logic.sse(logic.error_body(exc.message, exc.type, exc.code))
         return
     finally:
@@ -189,7 +189,8 @@ def _event_chunks(prep: Prepared, event: TokenEvent, created: int) -> list[dict[
 
 
 def _record(runtime: ServingRuntime, prep: Prepared, generations: list[Generation], status: str,
-            *, stream: bool, choices: list[dict[str, Any]] | None = None) -> None:
+            *, stream: bool, choices: list[dict[str, Any]] | None = None,
+            error: str | None = None) -> None:
     """Metrics, one log line and the trace for a finished request."""
     version = prep.handle.version
     latency = time.perf_counter() - prep.t0
@@ -202,13 +203,19 @@ def _record(runtime: ServingRuntime, prep: Prepared, generations: list[Generatio
              stream=stream, n=prep.n, prompt_tokens=len(prep.prompt_ids),
              completion_tokens=sum(len(g.token_ids) for g in generations),
              latency_ms=round(latency * 1000, 1))
-    if status == "ok" and runtime.trace_sink is not None:
-        _send_trace(runtime, prep, generations, choices, stream, latency)
+    if runtime.trace_sink is not None:
+        # Failed requests are traced too (without an answer), so the error rate per version
+        # is a live signal the release controller sees.
+        _send_trace(runtime, prep, [] if status != "ok" else generations, choices, stream,
+                    latency, error=None if status == "ok" else (error or "server error"))
 
 
 def _send_trace(runtime: ServingRuntime, prep: Prepared, generations: list[Generation],
-                choices: list[dict[str, Any]] | None, stream: bool, latency: float) -> None:
-    if choices is None:
+                choices: list[dict[str, Any]] | None, stream: bool, latency: float,
+                error: str | None = None) -> None:
+    if error is not None:
+        choices = []
+    elif choices is None:
         choices = [logic.choice_body(g, prep.request_id, False, 0, bool(prep.body.tools)) for g in generations]
     trace_choices = [
         {"index": c["index"], "message": c["message"], "finish_reason": c["finish_reason"],
@@ -223,7 +230,7 @@ def _send_trace(runtime: ServingRuntime, prep: Prepared, generations: list[Gener
                 "n": prep.n, "seed": p.seed, "stop": list(p.stop)},
         usage=logic.usage(len(prep.prompt_ids), generations), started_at=prep.started_at,
         latency_ms=latency * 1000, stream=stream, tools=prep.body.tools,
-        metadata=dict(prep.body.metadata or {}),
+        metadata=dict(prep.body.metadata or {}), error=error,
     )
     try:
         runtime.trace_sink(conversation)

@@ -227,6 +227,11 @@ def conversation_trace(conv: ServedConversation) -> Any:
         trace.messages.append(_chat_message(conv.choices[0].get("message") or {}))
         trace.logprobs.CopyFrom(_logprob_stats(conv.choices))
     trace.tools.extend(_tool(t) for t in conv.tools or ())
+    if conv.error is not None:
+        trace.outcome.status = trace_pb2.OUTCOME_STATUS_FAILURE
+        trace.outcome.failure_source = common_pb2.FAILURE_SOURCE_SYSTEM
+        trace.outcome.failure_kind = "server_error"
+        trace.outcome.detail = conv.error[:500]
     trace.started_at.FromDatetime(conv.started_at)
     tags = {f"param.{k}": json.dumps(v) for k, v in conv.params.items() if v is not None}
     tags.update({f"usage.{k}": str(v) for k, v in conv.usage.items()})

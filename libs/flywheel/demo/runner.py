@@ -28,7 +28,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from flywheel.demo.expert import EXPERT_MODEL, Expert, QuestionBook, create_expert_app
+from flywheel.demo.expert import EXPERT_MODEL, JUDGE_MODEL, Expert, QuestionBook, create_expert_app
 from flywheel.demo.world import World, WorldConfig, WorldUrls
 from flywheel.errors import FlywheelError
 from flywheel.logging import get_logger
@@ -37,7 +37,7 @@ from flywheel.settings import Settings
 log = get_logger(__name__)
 
 SERVICES = ("gateway", "serving", "triage", "preferences", "annotation", "curator", "trainer",
-            "exporter", "console")
+            "exporter", "release-controller", "console")
 STAGES = ("traces.raw", "feedback.events", "traces.triaged", "preference.requests",
           "preference.answers", "annotation.tasks", "annotation.labels", "examples.sft",
           "examples.dpo", "datasets.batches", "models.candidates", "models.releases",
@@ -108,12 +108,17 @@ def service_env(cfg: DemoConfig, settings: Settings, expert_url: str, policy_pat
         "FLYWHEEL_TRIAGE_K_SAMPLES": "3",
         "FLYWHEEL_TRIAGE_MODEL_TIMEOUT_S": "10",
         "FLYWHEEL_CURATOR_MODEL_LINE": cfg.model_line,
-        "FLYWHEEL_CURATOR_MIN_SFT": "48",
+        "FLYWHEEL_CURATOR_MIN_SFT": "96",
         "FLYWHEEL_CURATOR_MIN_DPO": "0",
-        "FLYWHEEL_CURATOR_MAX_AGE_S": "240",
+        "FLYWHEEL_CURATOR_MAX_AGE_S": "150",
         "FLYWHEEL_CURATOR_EVAL_SHARE": "0.05",
         "FLYWHEEL_TRAINER_MODEL_LINE": cfg.model_line,
-        "FLYWHEEL_TRAINER_MAX_SFT_STEPS": "150",
+        # A small batch is passed over several times (capped), on top of the current release.
+        "FLYWHEEL_TRAINER_SFT_EPOCHS": "12",
+        "FLYWHEEL_TRAINER_MAX_SFT_STEPS": "100",
+        "FLYWHEEL_TRAINER_SFT_LEARNING_RATE": "5e-3",
+        "FLYWHEEL_TRAINER_MAX_DPO_STEPS": "10",
+        "FLYWHEEL_TRAINER_REPLAY_SHARE": "0.3",
         "FLYWHEEL_TRAINER_SEED": str(cfg.seed),
         "FLYWHEEL_EXPORTER_MODEL_LINE": cfg.model_line,
         "FLYWHEEL_EXPORTER_CANARY_SHARE": "0.5",
@@ -122,7 +127,7 @@ def service_env(cfg: DemoConfig, settings: Settings, expert_url: str, policy_pat
         "FLYWHEEL_EXPORTER_DECISION_INTERVAL_S": "5",
         "FLYWHEEL_SERVING_MODEL_LINE": cfg.model_line,
         "FLYWHEEL_ANNOTATION_JUDGE_BASE_URL": expert_url,
-        "FLYWHEEL_ANNOTATION_JUDGE_MODEL": EXPERT_MODEL,
+        "FLYWHEEL_ANNOTATION_JUDGE_MODEL": JUDGE_MODEL,
         "FLYWHEEL_ANNOTATION_TEACHER_BASE_URL": expert_url,
         "FLYWHEEL_ANNOTATION_TEACHER_MODEL": EXPERT_MODEL,
         "FLYWHEEL_PREFERENCES_MODEL_BASE_URL": serving,
@@ -175,8 +180,15 @@ def write_policy(policy: str, label_budget_per_hour: int, out: Path) -> Path:
     doc["version"] = f"{doc['version']}+demo-{policy}"
     doc["budgets"]["annotate"]["per_hour"] = max(1, label_budget_per_hour)
     doc["budgets"]["annotate"]["burst"] = max(1, label_budget_per_hour // 10)
+    # A weak base model answers some questions wrongly but consistently (low uncertainty);
+    # learning from "confident" answers would teach its own mistakes back to it. The demo
+    # learns only from people's corrections, the annotator and the judge's ratings.
+    doc["rules"] = [r for r in doc["rules"] if r["name"] != "confident_success"]
     for rule in doc["rules"]:
         if rule["name"] == "high_uncertainty":
+            # The annotator writes the right answer (an SFT example) rather than a rating:
+            # the label budget then buys training data directly.
+            rule["annotation_kind"] = "correct"
             rule["when"] = {"uncertainty": {"ge": 0.3}}
             if policy == "random":
                 rule["when"] = {"quality": {"ge": 0.0}}
@@ -229,7 +241,7 @@ def _accuracy(metrics: dict[str, Any]) -> float | None:
 def base_accuracy(versions: list[VersionRow]) -> float | None:
     """The base model's held-out accuracy, as the gate measured it for the first version."""
     for v in versions:
-        for key in ("release.exact_match", "eval.release_exact_match", "baseline.exact_match"):
+        for key in ("release.eval.exact_match", "release.exact_match"):
             if key in v.metrics:
                 return float(v.metrics[key])
     return None
@@ -264,6 +276,22 @@ def _progress_table(offsets: dict[str, int], world: World, versions: list[Versio
         models.add_row(str(v.version), v.status,
                        "-" if v.accuracy is None else f"{v.accuracy:.3f}")
     return Group(stages, sim, models)
+
+
+def progress_line(offsets: dict[str, int], world: World, versions: list[VersionRow],
+                  elapsed: float) -> str:
+    """One line of progress for logs: stage counts, the world, the registry."""
+    stages = " ".join(f"{name.split('.')[-1] if name != 'traces.raw' else 'raw'}="
+                      f"{offsets.get(name, 0)}" for name in
+                      ("traces.raw", "traces.triaged", "annotation.tasks", "annotation.labels",
+                       "examples.sft", "datasets.batches", "models.candidates",
+                       "models.releases", "deadletter"))
+    registry = " ".join(f"v{v.version}:{v.status}:"
+                        f"{'-' if v.accuracy is None else f'{v.accuracy:.2f}'}" for v in versions)
+    s = world.stats
+    errors = ",".join(f"{k}={v}" for k, v in s.errors.most_common(3))
+    return (f"[{elapsed / 60:5.1f} min] {stages} | asked={s.asked} labels={s.labels} "
+            f"prefs={s.preferences_answered}{' errors=' + errors if errors else ''} | {registry}")
 
 
 def _prepare(settings: Settings, cfg: DemoConfig, console: Console) -> tuple[str, str]:
@@ -328,8 +356,6 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console | None = None
     t0 = time.monotonic()
     console.print("[bold]starting Apache Kafka and Redis[/]")
     lifecycle.up(settings, progress=lambda n, w: console.print(f"  {n}: {w}"))
-    settings = Settings(**{**settings.model_dump(), "kafka_bootstrap": settings.kafka(),
-                           "redis_url": settings.redis()})
     api_key, token = _prepare(settings, cfg, console)
     book = QuestionBook()
     expert = _ExpertServer(Expert(book, seed=cfg.seed))
@@ -348,13 +374,30 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console | None = None
                                   label_budget=cfg.label_budget))
         console.print(f"[bold]the world runs[/] (console: {urls.get('console')})")
         versions = _drive(settings, cfg, world, console, t0)
+        reconciliation = _reconcile(settings, cfg, console)
     finally:
         expert.stop()
         if not cfg.keep_running:
             lifecycle.down(settings)
-    report = _report(cfg, world, versions, time.monotonic() - t0, out)
+    report = _report(cfg, world, versions, time.monotonic() - t0, out, reconciliation)
     _print_report(console, report)
     return report
+
+
+def _reconcile(settings: Settings, cfg: DemoConfig, console: Console) -> dict[str, Any] | None:
+    """The books of the run (see ``flywheel demo reconcile``), once triage has caught up."""
+    from flywheel.demo.reconcile import reconcile, report_tables
+
+    try:
+        # One pass: traces still in triage's backlog show as missing here; `flywheel demo
+        # reconcile` after a drain (or the chaos suite) gives the settled books.
+        report = reconcile(settings, cfg.model_line)
+        for table in report_tables(report):
+            console.print(table)
+        return report.to_dict()
+    except Exception as exc:  # the report is informative; the run's result stands without it
+        log.warning("demo_reconcile_failed", error=str(exc))
+        return None
 
 
 def _drive(settings: Settings, cfg: DemoConfig, world: World, console: Console,
@@ -368,11 +411,17 @@ def _drive(settings: Settings, cfg: DemoConfig, world: World, console: Console,
                               daemon=True, name="world")
     runner.start()
     versions: list[VersionRow] = []
+    last_line = 0.0
     with Live(console=console, refresh_per_second=1, transient=False) as live:
         while runner.is_alive():
             offsets = _safe(lambda: _end_offsets(settings), {})
             versions = _safe(lambda: registry_versions(settings, cfg.model_line), versions)
-            live.update(_progress_table(offsets, world, versions, time.monotonic() - t0, cfg))
+            elapsed = time.monotonic() - t0
+            live.update(_progress_table(offsets, world, versions, elapsed, cfg))
+            if not console.is_terminal and time.monotonic() - last_line >= 30:
+                # Not a terminal (a log file, CI): one line every 30 s instead of a live table.
+                console.print(progress_line(offsets, world, versions, elapsed), soft_wrap=True)
+                last_line = time.monotonic()
             if cfg.stop_at_target and _target_reached(versions, cfg):
                 stop.set()
             runner.join(timeout=2.0)
@@ -401,7 +450,7 @@ def _safe(fn, default):  # noqa: ANN001, ANN202 - progress must not die on a tra
 
 
 def _report(cfg: DemoConfig, world: World, versions: list[VersionRow], seconds: float,
-            out: Path) -> dict[str, Any]:
+            out: Path, reconciliation: dict[str, Any] | None = None) -> dict[str, Any]:
     released = [v for v in versions if v.status == "released"]
     report = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
@@ -414,6 +463,7 @@ def _report(cfg: DemoConfig, world: World, versions: list[VersionRow], seconds: 
         "questions": world.stats.asked,
         "live_accuracy": world.stats.live_accuracy(),
         "target_reached": _target_reached(versions, cfg),
+        "reconciliation": reconciliation,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     report["chart"] = str(write_chart(report, out / "accuracy.png"))

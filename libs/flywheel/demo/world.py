@@ -67,7 +67,9 @@ class WorldConfig:
     label_budget: int = 10_000
     annotator_accuracy: float = 0.95
     agent_share: float = 0.15
-    think_s: float = 0.05
+    # Pause between a customer's turns: with 4 customers about 10 questions/s, enough data
+    # for the loop while leaving the 2 cores to triage and training.
+    think_s: float = 0.3
     max_tokens: int = 40
 
 
@@ -160,8 +162,7 @@ class World:
                                   params={"user": user}, headers=headers)
             if resp.status_code != 200:
                 return
-            pending = resp.json()
-            items = pending.get("items", pending) if isinstance(pending, dict) else pending
+            items = resp.json().get("requests", [])
             for item in items[:2]:
                 await self._answer_one(http, user, item, rng, headers)
         except httpx.HTTPError as exc:
@@ -193,12 +194,17 @@ class World:
         users = [f"u{index}-{k}" for k in range(25)]
         while time.monotonic() < deadline:
             user = rng.choice(users)
-            if rng.random() < self.cfg.agent_share:
-                await self._agent_run(http, rng)
-            else:
-                await self._ask(http, user, shop.sample_question(rng), rng)
-            if rng.random() < 0.3:
-                await self._answer_preferences(http, user, rng)
+            try:
+                if rng.random() < self.cfg.agent_share:
+                    await self._agent_run(http, rng)
+                else:
+                    await self._ask(http, user, shop.sample_question(rng), rng)
+                if rng.random() < 0.3:
+                    await self._answer_preferences(http, user, rng)
+            except Exception as exc:  # one customer's bad turn must not end the world
+                self.stats.errors[f"customer:{type(exc).__name__}"] += 1
+                log.warning("demo_customer_error", error=repr(exc))
+                await asyncio.sleep(1.0)
             await asyncio.sleep(self.cfg.think_s)
 
     # -- the agent ---------------------------------------------------------------------------
@@ -229,39 +235,45 @@ class World:
         headers = {"Authorization": f"Bearer {self.annotator_token}"}
         while time.monotonic() < deadline and self.stats.labels < self.cfg.label_budget:
             try:
-                resp = await http.post(f"{self.urls.annotation}/v1/tasks/claim", headers=headers)
-            except httpx.HTTPError as exc:
+                pause = await self._annotate_one(http, headers, rng)
+            except Exception as exc:  # a failed claim or submit: the lease expires, go on
                 self.stats.errors[f"annotation:{type(exc).__name__}"] += 1
-                await asyncio.sleep(1.0)
-                continue
-            if resp.status_code == 204:
-                await asyncio.sleep(0.5)
-                continue
-            if resp.status_code != 200:
-                self.stats.errors[f"annotation:{resp.status_code}"] += 1
-                await asyncio.sleep(1.0)
-                continue
-            claimed = resp.json()
-            task = claimed["task"]
-            label = self._label_for(task, rng)
-            label["lease_token"] = claimed["lease"]["token"]
-            sub = await http.post(f"{self.urls.annotation}/v1/tasks/{task['task_id']}/labels",
-                                  json=label, headers=headers)
-            if sub.status_code == 201:
-                self.stats.labels += 1
-                self.stats.labels_by_kind[task["kind"]] += 1
-            else:
-                self.stats.errors[f"annotation-submit:{sub.status_code}"] += 1
+                log.warning("demo_annotator_error", error=repr(exc))
+                pause = 1.0
+            if pause:
+                await asyncio.sleep(pause)
+
+    async def _annotate_one(self, http: httpx.AsyncClient, headers: dict,
+                            rng: random.Random) -> float:
+        """Claim and label one task; the seconds to pause before the next claim."""
+        resp = await http.post(f"{self.urls.annotation}/v1/tasks/claim", headers=headers)
+        if resp.status_code == 204:
+            return 0.5
+        if resp.status_code != 200:
+            self.stats.errors[f"annotation:{resp.status_code}"] += 1
+            return 1.0
+        claimed = resp.json()
+        task = claimed["task"]
+        label = self._label_for(task, rng)
+        label["lease_token"] = claimed["lease"]["token"]
+        sub = await http.post(f"{self.urls.annotation}/v1/tasks/{task['task_id']}/labels",
+                              json=label, headers=headers)
+        if sub.status_code == 201:
+            self.stats.labels += 1
+            self.stats.labels_by_kind[task["kind"]] += 1
+        else:
+            self.stats.errors[f"annotation-submit:{sub.status_code}"] += 1
+            log.warning("demo_label_rejected", status=sub.status_code, body=sub.text[:300])
+        return 0.0
 
     def _label_for(self, task: dict, rng: random.Random) -> dict[str, Any]:
-        payload = task.get("payload", {})
-        messages = payload.get("trace", {}).get("messages", [])
-        q = self.book.find(_last_user_text(messages))
+        # The task as the annotation API shows it: conversation, answer, candidates, steps.
+        q = self.book.find(_last_user_text(task.get("conversation", [])))
         right = rng.random() < self.cfg.annotator_accuracy
         kind = task["kind"]
         if q is None:
             return {"unusable": True, "reason": "cannot tell what was asked"}
-        answer = _final_answer(messages)
+        answer = _final_answer(task.get("answer", []))
         if kind == "rate":
             ok = shop.is_correct(answer, q) == right
             return {"rating": 4 if ok else 0}
@@ -269,13 +281,13 @@ class World:
             text = shop.reference_answer(q) if right else shop.wrong_answer(q, rng)
             return {"answer": text}
         if kind == "pairwise":
-            cands = [_answer_text(c) for c in payload.get("candidates", [])]
+            cands = [_answer_text(c) for c in task.get("candidates", [])]
             oks = [shop.is_correct(c, q) for c in cands]
             if len(oks) != 2 or oks[0] == oks[1]:
                 return {"choice": "tie"}
             pick = "a" if oks[0] == right else "b"
             return {"choice": pick}
-        steps = json.dumps(payload.get("trace", {}).get("steps", []))
+        steps = json.dumps(task.get("steps", []))
         system = any(s in steps for s in ("TIMEOUT", "timeout", "500"))
         return {"failure_source": "system" if system == right else "model"}
 

@@ -2,9 +2,9 @@
 
 Topic names come only from the registry (flywheel.events.topics) under a prefix::
 
-    create_topics("127.0.0.1:39092", prefix="flywheel")
+    create_topics("127.0.0.1:29092", prefix="flywheel")
     # {"flywheel.traces.raw.v1": "created", ...}
-    describe_topics("127.0.0.1:39092", prefix="flywheel")  # partitions and end offsets per topic
+    describe_topics("127.0.0.1:29092", prefix="flywheel")  # partitions and end offsets per topic
 
 Broker failures surface as DependencyUnavailable with one line naming the bootstrap address.
 """

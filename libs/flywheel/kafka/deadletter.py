@@ -133,35 +133,15 @@ def read_dead_letters(bootstrap: str, topic: str, timeout_s: float = 15.0) -> li
     Records that are not DeadLetter events are skipped. Uses kafka-python without a consumer
     group, so reading never moves anybody's offsets.
     """
-    import time
-
-    from kafka import KafkaConsumer, TopicPartition
-
     from flywheel.errors import EventDecodeError
     from flywheel.events.codec import decode
+    from flywheel.kafka.reader import read_to_end
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", consumer_timeout_ms=1000)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[DeadLetter] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} took longer than {timeout_s}s")
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    try:
-                        out.append(decode(record.value, DeadLetter))
-                    except EventDecodeError:
-                        continue
-        out.sort(key=lambda d: (d.failed_at.seconds, d.failed_at.nanos))
-        return out
-    finally:
-        consumer.close()
+    out: list[DeadLetter] = []
+    for record in read_to_end(bootstrap, topic, timeout_s, client_id="flywheel-deadletters"):
+        try:
+            out.append(decode(record.value, DeadLetter))
+        except EventDecodeError:
+            continue
+    out.sort(key=lambda d: (d.failed_at.seconds, d.failed_at.nanos))
+    return out

@@ -5,8 +5,8 @@ The jars come from Maven Central through ``deploy/kafka/pom.xml`` and are cached
 keeps its logs in ``<root>/data``; the storage is formatted only when ``meta.properties`` is
 absent, so a restart keeps topics, messages and committed offsets.
 
-    server = KafkaServer(Path("var/kafka"), port=39092).start()
-    ...  # server.address == "127.0.0.1:39092"
+    server = KafkaServer(Path("var/kafka"), port=29092).start()
+    ...  # server.address == "127.0.0.1:29092"
     server.stop()
 
 ``auto.create.topics.enable`` is false: every topic is created from the registry
@@ -29,8 +29,10 @@ from flywheel.errors import StackError
 from flywheel.stack.component import HEALTH_OK, Component
 from flywheel.stack.process import LOOPBACK, file_lock, free_port, spawn, tcp_accepts, tail
 
-DEFAULT_PORT = 39092
-DEFAULT_CONTROLLER_PORT = 39093
+# Default ports sit below Linux's ephemeral range (32768-60999): a client redialling a dead
+# broker on an ephemeral-range port can connect to itself and hold the port.
+DEFAULT_PORT = 29092
+DEFAULT_CONTROLLER_PORT = 29093
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 MARKER = ".pom-sha256"
@@ -174,7 +176,7 @@ class KafkaServer(Component):
                  *, libs_dir: Path | None = None, log_file: Path | None = None,
                  pom: Path = DEFAULT_POM, die_with_parent: bool = False,
                  strict_ports: bool | None = None) -> None:
-        """``port``/``controller_port`` default to 39092/39093 or free ones. With
+        """``port``/``controller_port`` default to 29092/29093 or free ones. With
         ``strict_ports`` (the default when a port is given) a port clash fails the start
         instead of moving to other ports."""
         root = Path(root).resolve()

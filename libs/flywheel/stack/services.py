@@ -40,6 +40,9 @@ DEFAULT_PORTS: dict[str, int] = {
     "annotation": 8003,
     "console": 8004,
 }
+# Services that are a second process of a package, with their entry module: the release
+# controller lives with the exporter (shared registry code) but runs on its own.
+EXTRA_SERVICES: dict[str, str] = {"release-controller": f"{PACKAGE}.exporter.controller"}
 # How long a service without an HTTP port must stay up to count as started.
 GRACE_S = 5.0
 
@@ -58,7 +61,7 @@ class ServiceInfo:
 
     @property
     def port_env(self) -> str:
-        return f"FLYWHEEL_{self.name.upper()}_PORT"
+        return f"FLYWHEEL_{self.name.upper().replace('-', '_')}_PORT"
 
 
 def _defines_main(origin: str | None) -> bool:
@@ -73,7 +76,7 @@ def _defines_main(origin: str | None) -> bool:
 
 
 def discover_services() -> dict[str, ServiceInfo]:
-    """Every package under flywheel.services that has ``main.main()``, by name."""
+    """Every package under flywheel.services that has ``main.main()``, plus ``EXTRA_SERVICES``."""
     package = importlib.import_module(PACKAGE)
     found = {}
     for mod in pkgutil.iter_modules(package.__path__):
@@ -86,6 +89,13 @@ def discover_services() -> dict[str, ServiceInfo]:
             continue
         if spec is not None and _defines_main(spec.origin):
             found[mod.name] = ServiceInfo(mod.name, module, DEFAULT_PORTS.get(mod.name))
+    for name, module in EXTRA_SERVICES.items():
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and _defines_main(spec.origin):
+            found[name] = ServiceInfo(name, module, DEFAULT_PORTS.get(name))
     return dict(sorted(found.items()))
 
 
@@ -165,7 +175,8 @@ class ServiceProcess(Component):
                "PYTHONUNBUFFERED": "1"}
         if self.port:
             env[self.info.port_env] = str(self.port)
-        cmd = [sys.executable, "-c", f"from {self.info.module} import main; main()"]
+        # Under a supervisor that restarts the service when it dies (see stack/supervise.py).
+        cmd = [sys.executable, "-m", "flywheel.stack.supervise", self.info.module]
         self._adopt(spawn(cmd, log_file=self.log_file, env=env, cwd=Path.cwd()))
         return self
 

@@ -2,9 +2,9 @@
 
 Its shape is what flywheel.settings.Settings reads to find the broker and Redis::
 
-    {"kafka": {"address": "127.0.0.1:39092", "pid": 123, ...},
-     "redis": {"url": "redis://127.0.0.1:36379/0", "pid": 124, ...},
-     "postgres": {"url": "postgresql+psycopg://postgres@127.0.0.1:35432/flywheel", "pid": 125, ...},
+    {"kafka": {"address": "127.0.0.1:29092", "pid": 123, ...},
+     "redis": {"url": "redis://127.0.0.1:26379/0", "pid": 124, ...},
+     "postgres": {"url": "postgresql+psycopg://postgres@127.0.0.1:25432/flywheel", "pid": 125, ...},
      "services": {"gateway": {"pid": 126, "url": "http://127.0.0.1:8000", "log": "..."}}}
 
 Entries carry ``managed`` (started by ``dev up``, so ``dev down`` stops them) and ``started``

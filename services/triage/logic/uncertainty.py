@@ -130,9 +130,14 @@ def prompt_messages(trace) -> list[dict]:
 
 
 def sampling_request(trace, k: int, model: str, temperature: float, max_tokens: int) -> dict:
-    """The OpenAI chat-completions body asking for ``k`` sampled answers to the trace's prompt."""
+    """The OpenAI chat-completions body asking for ``k`` sampled answers to the trace's prompt.
+
+    ``metadata.flywheel_trace = "off"`` keeps these internal samples out of ``traces.raw``:
+    a Flywheel model server would otherwise feed triage's own probes back to triage.
+    """
     return {"model": model or trace.model.name or "default", "messages": prompt_messages(trace),
-            "n": k, "temperature": temperature, "max_tokens": max_tokens}
+            "n": k, "temperature": temperature, "max_tokens": max_tokens,
+            "metadata": {"flywheel_trace": "off"}}
 
 
 def parse_answers(body: dict) -> list[str]:

@@ -72,3 +72,34 @@ def test_validation_errors_are_openai_shaped(model_versions, version_artifacts, 
         assert reply.status_code == 400
         assert reply.json()["error"]["type"] == "invalid_request_error"
         assert reply.json()["error"]["param"] == "messages"
+
+
+def test_a_failed_generation_is_traced_as_a_system_failure(
+    model_versions, version_artifacts, serving_root, make_serving_settings, monkeypatch  # noqa: ANN001
+) -> None:
+    from flywheel.ml import ort_runtime
+    from flywheel.services.serving.kafka_wiring import conversation_trace
+    from flywheel.v1 import common_pb2, trace_pb2
+
+    def broken(self, rows):  # noqa: ANN001, ANN202
+        raise RuntimeError("onnxruntime: bad allocation")
+        yield  # pragma: no cover - a generator that fails on first use
+
+    seen = []
+    app = create_app(make_serving_settings(model_versions["0"], serving_root), trace_sink=seen.append)
+    with TestClient(app) as client:
+        _wait_ready(client)
+        owner = next(c for c in vars(ort_runtime).values()
+                     if isinstance(c, type) and "iter_rows" in vars(c))
+        monkeypatch.setattr(owner, "iter_rows", broken)
+        reply = client.post("/v1/chat/completions",
+                            json={"model": "shop-assistant", "messages": CHAT, "max_tokens": 3},
+                            headers={"x-request-id": "req-broken"})
+        assert reply.status_code >= 500, reply.text
+        assert 'status="error"' in client.get("/metrics").text
+    assert [c.request_id for c in seen] == ["req-broken"]
+    assert seen[0].choices == [] and "bad allocation" in (seen[0].error or "")
+    trace = conversation_trace(seen[0])
+    assert trace.outcome.status == trace_pb2.OUTCOME_STATUS_FAILURE
+    assert trace.outcome.failure_source == common_pb2.FAILURE_SOURCE_SYSTEM
+    assert [m.role for m in trace.messages] == ["user"]  # the prompt, no answer

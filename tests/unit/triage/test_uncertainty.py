@@ -80,6 +80,8 @@ def test_request_and_response_shapes() -> None:
     assert msgs[-1]["role"] == "tool" and msgs[-2]["tool_calls"][0]["type"] == "function"
     body = sampling_request(trace, 5, "", 0.8, 64)
     assert body["n"] == 5 and body["model"] == "support-assistant" and body["temperature"] == 0.8
+    # Triage's probes must not come back to triage as served traces.
+    assert body["metadata"] == {"flywheel_trace": "off"}
     resp = {"choices": [{"message": {"content": "a"}}, {"message": {"content": None, "tool_calls": [
         {"function": {"name": "lookup_order", "arguments": "{}"}}]}}]}
     assert parse_answers(resp) == ["a", "lookup_order({})"]
