@@ -120,6 +120,10 @@ def service_env(cfg: DemoConfig, settings: Settings, expert_url: str, policy_pat
         "FLYWHEEL_TRAINER_MAX_DPO_STEPS": "10",
         "FLYWHEEL_TRAINER_REPLAY_SHARE": "0.3",
         "FLYWHEEL_TRAINER_SEED": str(cfg.seed),
+        # The gate measures the shop's held-out questions (checked answers). Eval rows curated
+        # from live traffic carry the answer that was served as their reference, so on them
+        # the release agrees with itself and every changed candidate looks worse.
+        "FLYWHEEL_TRAINER_EVAL_SOURCE": "shop",
         "FLYWHEEL_EXPORTER_MODEL_LINE": cfg.model_line,
         "FLYWHEEL_EXPORTER_CANARY_SHARE": "0.5",
         "FLYWHEEL_EXPORTER_MIN_REQUESTS": "40",
