@@ -28,10 +28,10 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from tests.bench.deps import dependencies
+
 TASKS = 500
 TARGET_P99_MS = 100.0
-REPO = Path(__file__).resolve().parents[2]
-KAFKA_LIBS = REPO / "var" / "kafka" / "libs"
 DEADLINE_S = 120.0
 
 
@@ -39,28 +39,6 @@ def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[index]
-
-
-def _dependencies(stack: ExitStack, root: Path) -> tuple[str, str]:
-    """Kafka bootstrap and Redis URL: from the environment, else started here."""
-    kafka = os.environ.get("FLYWHEEL_TEST_KAFKA_BOOTSTRAP")
-    redis_url = os.environ.get("FLYWHEEL_TEST_REDIS_URL")
-    if not kafka:
-        from flywheel.stack.kafka import KafkaServer
-
-        server = KafkaServer(root / "kafka", libs_dir=KAFKA_LIBS, die_with_parent=True,
-                             strict_ports=False)
-        server.start(timeout_s=180)
-        stack.callback(server.stop)
-        kafka = server.address
-    if not redis_url:
-        from flywheel.stack.redis import RedisServer
-
-        server = RedisServer(root / "redis", die_with_parent=True, strict_port=False)
-        server.start()
-        stack.callback(server.stop)
-        redis_url = server.url
-    return kafka, redis_url
 
 
 def _service(stack: ExitStack, root: Path, env: dict[str, str], port: int) -> str:
@@ -182,7 +160,7 @@ def main() -> None:
     console = Console()
     with ExitStack() as stack:
         root = Path(tempfile.mkdtemp(prefix="flywheel-bench-annotation-"))
-        kafka, redis_url = _dependencies(stack, root)
+        kafka, redis_url = dependencies(stack, root)
         settings = Settings(env="test", data_dir=root, kafka_bootstrap=kafka, redis_url=redis_url,
                             topic_prefix=f"bench{uuid.uuid4().hex[:8]}",
                             database_url=f"sqlite:///{root / 'flywheel.db'}")

@@ -12,25 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.message import Message
-
 from flywheel.logging import get_logger
 
-from .core import ClientStats, ErrorCallback, Options, make_buffer, plan_next
+from .core import ClientStats, ErrorCallback, LoggingMixin, Options, make_buffer, plan_next
 from .retry import RetryPolicy
-from .run import AgentRun
 from .spool import Pending
 from .transport import AsyncHttpTransport
-from .wire import FEEDBACK, TRACE, build_feedback, build_trace
 
 log = get_logger(__name__)
 
 
-class AsyncClient:
+class AsyncClient(LoggingMixin):
     """Async twin of :class:`~flywheel.client.Client` (HTTP to the gateway).
 
     Must be used on a running event loop; the sender task starts with the first event.
@@ -60,29 +55,7 @@ class AsyncClient:
 
     # -- logging -------------------------------------------------------------------------------
 
-    def log_trace(self, trace: Message | Mapping[str, Any] | None = None, **fields: Any) -> str:
-        """Queue a trace; returns its trace id (no I/O on the caller's path)."""
-        msg = build_trace(trace, **fields)
-        self._put(Pending(TRACE, msg.trace_id, msg.SerializeToString()))
-        return msg.trace_id
-
-    def log_feedback(self, trace_id: str, **signals: Any) -> str:
-        """Queue feedback on a trace; returns the feedback id."""
-        events = build_feedback(trace_id, **signals)
-        for event in events:
-            self._put(Pending(FEEDBACK, event.feedback_id, event.SerializeToString()))
-        return events[0].feedback_id.split(":")[0]
-
-    def run(self, **kwargs: Any) -> AgentRun:
-        """Record an agent run (``async with`` or ``with``); logged when the block ends."""
-        return AgentRun(self.log_trace, **kwargs)
-
-    def _put(self, event: Pending) -> None:
-        if self._closing:
-            raise RuntimeError("the client is closed")
-        if not self.buffer.put(event):
-            self.stats.dropped += 1
-            self._report("buffer full and no spool", [event.event_id])
+    def _wake_sender(self) -> None:
         self._idle.clear()
         self._ensure_task()
         self._wake.set()

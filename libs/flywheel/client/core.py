@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
+
+from google.protobuf.message import Message
 
 from flywheel.v1 import feedback_pb2, trace_pb2
 
 from .retry import RETRYABLE_STATUSES, RetryPolicy
 from .spool import DiskSpool, EventBuffer, Pending
 from .transport import AUTH, OK, REJECTED, RETRY, TOO_LARGE, SendOutcome
-from .wire import FEEDBACK, TRACE
+from .wire import FEEDBACK, TRACE, build_feedback, build_trace
 
 ErrorCallback = Callable[[str, list[str]], Any]  # (message, event ids dropped)
 
@@ -110,3 +113,54 @@ def plan_next(outcome: SendOutcome, batch: list[Pending], attempt: int, options:
 
 __all__ = ["FEEDBACK", "TRACE", "ClientStats", "Options", "Plan", "default_spill_dir",
            "event_id_of", "make_buffer", "plan_next"]
+
+
+class LoggingMixin:
+    """``log_trace``, ``log_feedback`` and ``run`` of both clients: build, buffer, wake the sender.
+
+    The client provides ``buffer``, ``stats``, ``_closing``, ``_report`` and ``_wake_sender``
+    (how its sender thread or task is told that something is queued).
+    """
+
+    buffer: EventBuffer
+    stats: ClientStats
+    _closing: bool
+
+    def log_trace(self, trace: Message | Mapping[str, Any] | None = None, **fields: Any) -> str:
+        """Queue a trace (a Trace, a JSON-mapping dict, or fields); returns its trace id.
+
+        No I/O on the caller's path: a background sender delivers it.
+        """
+        msg = build_trace(trace, **fields)
+        self._put(Pending(TRACE, msg.trace_id, msg.SerializeToString()))
+        return msg.trace_id
+
+    def log_feedback(self, trace_id: str, **signals: Any) -> str:
+        """Queue feedback on a trace; see :func:`flywheel.client.wire.build_feedback`.
+
+        Returns the feedback id (with several signals, each event's id starts with it).
+        """
+        events = build_feedback(trace_id, **signals)
+        for event in events:
+            self._put(Pending(FEEDBACK, event.feedback_id, event.SerializeToString()))
+        return events[0].feedback_id.split(":")[0]
+
+    def run(self, **kwargs: Any) -> Any:
+        """Record an agent run (``with`` or ``async with``); logged as one trace when it ends."""
+        from .run import AgentRun
+
+        return AgentRun(self.log_trace, **kwargs)
+
+    def _put(self, event: Pending) -> None:
+        if self._closing:
+            raise RuntimeError("the client is closed")
+        if not self.buffer.put(event):
+            self.stats.dropped += 1
+            self._report("buffer full and no spool", [event.event_id])
+        self._wake_sender()
+
+    def _report(self, message: str, event_ids: list[str]) -> None:
+        raise NotImplementedError
+
+    def _wake_sender(self) -> None:
+        raise NotImplementedError

@@ -16,25 +16,20 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.message import Message
-
 from flywheel.logging import get_logger
 
-from .core import ClientStats, ErrorCallback, Options, make_buffer, plan_next
+from .core import ClientStats, ErrorCallback, LoggingMixin, Options, make_buffer, plan_next
 from .retry import RetryPolicy
-from .run import AgentRun
 from .spool import Pending
 from .transport import HttpTransport, KafkaTransport
-from .wire import FEEDBACK, TRACE, build_feedback, build_trace
 
 log = get_logger(__name__)
 
 
-class Client:
+class Client(LoggingMixin):
     """Log traces and feedback to the gateway (or Kafka) with batching, retries and a spool.
 
     Args:
@@ -83,32 +78,7 @@ class Client:
 
     # -- logging -------------------------------------------------------------------------------
 
-    def log_trace(self, trace: Message | Mapping[str, Any] | None = None, **fields: Any) -> str:
-        """Queue a trace (a Trace, a JSON-mapping dict, or fields); returns its trace id."""
-        msg = build_trace(trace, **fields)
-        self._put(Pending(TRACE, msg.trace_id, msg.SerializeToString()))
-        return msg.trace_id
-
-    def log_feedback(self, trace_id: str, **signals: Any) -> str:
-        """Queue feedback on a trace; see :func:`flywheel.client.wire.build_feedback`.
-
-        Returns the feedback id (with several signals, each event's id starts with it).
-        """
-        events = build_feedback(trace_id, **signals)
-        for event in events:
-            self._put(Pending(FEEDBACK, event.feedback_id, event.SerializeToString()))
-        return events[0].feedback_id.split(":")[0]
-
-    def run(self, **kwargs: Any) -> AgentRun:
-        """Record an agent run; it is logged as one trace when the ``with`` block ends."""
-        return AgentRun(self.log_trace, **kwargs)
-
-    def _put(self, event: Pending) -> None:
-        if self._closing:
-            raise RuntimeError("the client is closed")
-        if not self.buffer.put(event):
-            self.stats.dropped += 1
-            self._report("buffer full and no spool", [event.event_id])
+    def _wake_sender(self) -> None:
         with self._cond:
             self._cond.notify_all()
 
