@@ -236,18 +236,19 @@ def registry_versions(settings: Settings, line: str) -> list[VersionRow]:
 
 
 def _accuracy(metrics: dict[str, Any]) -> float | None:
-    for key in ("eval.exact_match", "heldout.exact_match", "exact_match", "eval.accuracy"):
-        if key in metrics:
-            return float(metrics[key])
-    return None
+    """The candidate's held-out exact match, as the trainer's gate recorded it."""
+    from flywheel.services.trainer.evaluation import PRIMARY
+
+    return float(metrics[PRIMARY]) if PRIMARY in metrics else None
 
 
 def base_accuracy(versions: list[VersionRow]) -> float | None:
     """The base model's held-out accuracy, as the gate measured it for the first version."""
+    from flywheel.services.trainer.evaluation import PRIMARY
+
     for v in versions:
-        for key in ("release.eval.exact_match", "release.exact_match"):
-            if key in v.metrics:
-                return float(v.metrics[key])
+        if f"release.{PRIMARY}" in v.metrics:
+            return float(v.metrics[f"release.{PRIMARY}"])
     return None
 
 
@@ -389,7 +390,7 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console | None = None
 
 
 def _reconcile(settings: Settings, cfg: DemoConfig, console: Console) -> dict[str, Any] | None:
-    """The books of the run (see ``flywheel demo reconcile``), once triage has caught up."""
+    """The books of the run (see ``flywheel demo reconcile``), read once at the end."""
     from flywheel.demo.reconcile import reconcile, report_tables
 
     try:

@@ -36,3 +36,12 @@ def test_random_policy_spends_the_same_budget_in_an_unrelated_order(tmp_path: Pa
 def test_bad_demo_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(DemoError):
         DemoConfig(**kwargs)
+
+
+def test_accuracies_are_read_from_the_gate_metrics() -> None:
+    from flywheel.demo.runner import VersionRow, _accuracy, base_accuracy
+
+    metrics = {"eval.exact_match": 0.25, "release.eval.exact_match": 0.0}
+    rows = [VersionRow(1, "released", _accuracy(metrics), None, metrics=metrics)]
+    assert rows[0].accuracy == 0.25 and base_accuracy(rows) == 0.0
+    assert _accuracy({}) is None and base_accuracy([]) is None
