@@ -495,4 +495,5 @@ def test_the_loop_survives_crashes_outages_and_poison(tmp_path: Path,
         run.say(f"phases (s): {run.phases}; total {time.monotonic() - run.t0:.0f}s")
         for text in run.notes:
             run.say(f"note: {text}")
-    assert not run.failures, "\n".join(run.failures)
+    if run.failures:
+        pytest.fail("\n".join(run.failures), pytrace=False)
