@@ -220,10 +220,17 @@ def build_eval(prompt: Sequence[ChatMessage], reference: Sequence[ChatMessage], 
     return example
 
 
+# SFT sources whose answer nobody checked: the served answer itself. As an eval reference it
+# would score the release against its own output, so such eval rows carry no reference.
+UNVERIFIED_SOURCES = frozenset({"triage"})
+
+
 def _to_eval(candidate: Candidate, rules: CurationRules) -> EvalExample:
     ex = candidate.example
     if isinstance(ex, SftExample):
         prompt, reference = split_conversation(ex.messages)
+        if ex.source in UNVERIFIED_SOURCES:
+            reference = []
     else:
         prompt, reference = list(ex.prompt), list(ex.chosen)
     return build_eval(prompt, reference, tools=ex.tools, kind=EvalKind.EVAL_KIND_MODEL,
@@ -378,7 +385,9 @@ def from_decision(decision: TriageDecision, coords: Coordinates, rules: Curation
         out.skipped = "model_failure"
         return out
     if decision.route == Route.ROUTE_EVAL_CANDIDATE:
-        reference = answer if fb.thumbs != Thumbs.THUMBS_DOWN else []
+        # Only an answer someone approved is a reference; otherwise the release is measured
+        # against its own served answer.
+        reference = answer if _positive_source(fb, rules) not in (None, "triage") else []
         out.evals.append(build_eval(prompt, reference, tools=trace.tools,
                                     kind=EvalKind.EVAL_KIND_MODEL, intent=decision.intent,
                                     lineage=lineage, rules=rules))

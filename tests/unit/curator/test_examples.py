@@ -205,11 +205,32 @@ def test_system_failure_becomes_a_system_eval_only() -> None:
 
 
 def test_eval_candidate_route_and_metric() -> None:
-    out = from_decision(make_decision(make_trace("t9", Q, RIGHT), Route.ROUTE_EVAL_CANDIDATE),
-                        COORDS, RULES, NO_DESIGNS)
+    out = from_decision(make_decision(make_trace("t9", Q, RIGHT, feedback=[thumbs()]),
+                                      Route.ROUTE_EVAL_CANDIDATE), COORDS, RULES, NO_DESIGNS)
     [ev] = out.evals
     assert ev.metric == "exact_match" and [m.content for m in ev.reference] == [RIGHT]
     assert ev.example_id.startswith("eval_") and out.candidates == []
+
+
+def test_unapproved_answers_are_no_eval_reference() -> None:
+    # The served answer, unchecked, would let the release agree with itself in the gate.
+    silent = from_decision(make_decision(make_trace("t9", Q, RIGHT), Route.ROUTE_EVAL_CANDIDATE),
+                           COORDS, RULES, NO_DESIGNS)
+    down = from_decision(make_decision(make_trace("t9", Q, RIGHT, feedback=[thumbs(up=False)]),
+                                       Route.ROUTE_EVAL_CANDIDATE), COORDS, RULES, NO_DESIGNS)
+    for out in (silent, down):
+        [ev] = out.evals
+        assert list(ev.reference) == [] and ev.metric == "judge_score"
+    rules = CurationRules(eval_share=0.99)  # nearly every prompt held out
+    held = [from_decision(make_decision(make_trace(f"u{i}", f"Where is order {100 + i}?", RIGHT)),
+                          COORDS, rules, NO_DESIGNS) for i in range(10)]
+    evals = [ev for out in held for ev in out.evals]
+    assert evals and all(list(ev.reference) == [] for ev in evals)
+    approved = [from_decision(make_decision(make_trace(f"v{i}", f"Where is order {100 + i}?",
+                                                       RIGHT, feedback=[thumbs()])),
+                              COORDS, rules, NO_DESIGNS) for i in range(10)]
+    assert all([m.content for m in ev.reference] == [RIGHT]
+               for out in approved for ev in out.evals)
 
 
 def test_drop_route_retracts_and_gives_nothing() -> None:
