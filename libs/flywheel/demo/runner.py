@@ -168,6 +168,9 @@ class _ExpertServer:
         self.thread.join(timeout=5)
 
 
+PREFERENCE_SLICE = 0.15  # share of traces (by id hash) whose uncertain answers go to the users
+
+
 def write_policy(policy: str, label_budget_per_hour: int, out: Path) -> Path:
     """The triage policy of the demo: the shipped one with the chosen annotation selection.
 
@@ -188,6 +191,14 @@ def write_policy(policy: str, label_budget_per_hour: int, out: Path) -> Path:
     # learning from "confident" answers would teach its own mistakes back to it. The demo
     # learns only from people's corrections, the annotator and the judge's ratings.
     doc["rules"] = [r for r in doc["rules"] if r["name"] != "confident_success"]
+    # With the demo's 3 samples the uncertainty score takes only the values 0, 0.58 and 1, so
+    # the shipped ask_user band (0.2 to 0.5, below the annotation threshold) is never reached.
+    # A fixed slice of the traces (by trace-id hash, the same in both policies) goes to the
+    # users first.
+    at = next(i for i, r in enumerate(doc["rules"]) if r["name"] == "high_uncertainty")
+    doc["rules"].insert(at, {"name": "ask_user_slice", "route": "preference", "when": {
+        "eval_bucket": {"ge": 1.0 - PREFERENCE_SLICE}, "has_alternative_answer": True,
+        "has_user": True}})
     for rule in doc["rules"]:
         if rule["name"] == "high_uncertainty":
             # The annotator writes the right answer (an SFT example) rather than a rating:

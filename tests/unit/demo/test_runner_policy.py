@@ -22,6 +22,24 @@ def test_uncertainty_policy_asks_for_corrections_of_the_most_uncertain(tmp_path:
     assert "confident_success" not in rules  # no self-training on the model's own answers
 
 
+def test_both_policies_ask_users_about_the_same_slice_before_annotating(tmp_path: Path) -> None:
+    from flywheel.services.triage.logic.policy import matches
+
+    def route(policy, signals: dict) -> str:  # noqa: ANN001
+        return next(r for r in policy.rules if matches(r.when, signals)).route
+
+    for name in ("uncertainty", "random"):
+        policy = load_policy(write_policy(name, 1600, tmp_path / f"{name}.yaml"))
+        names = [r.name for r in policy.rules]
+        assert names.index("ask_user_slice") < names.index("high_uncertainty")
+        base = {"uncertainty": 0.58, "uncertainty_measured": True, "has_alternative_answer": True,
+                "has_user": True, "quality": 0.9, "duplicate": False}
+        assert route(policy, {**base, "eval_bucket": 0.95}) == "preference"
+        assert route(policy, {**base, "eval_bucket": 0.5}) == "annotate"
+        no_alt = {**base, "eval_bucket": 0.95, "has_alternative_answer": False}
+        assert route(policy, no_alt) == "annotate"
+
+
 def test_random_policy_spends_the_same_budget_in_an_unrelated_order(tmp_path: Path) -> None:
     u = load_policy(write_policy("uncertainty", 1600, tmp_path / "u.yaml"))
     r = load_policy(write_policy("random", 1600, tmp_path / "r.yaml"))
