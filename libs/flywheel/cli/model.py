@@ -22,7 +22,7 @@ from flywheel.cli.common import cli_settings, console, err_console
 
 app = typer.Typer(help="Build, evaluate and query local models.", no_args_is_help=True)
 
-DEFAULT_PRETRAIN_STEPS = 160
+DEFAULT_PRETRAIN_STEPS = 600  # flywheel.ml.tiny.PretrainConfig.steps
 
 
 def default_tiny_dir() -> Path:

@@ -114,7 +114,7 @@ def service_env(cfg: DemoConfig, settings: Settings, expert_url: str, policy_pat
         "FLYWHEEL_CURATOR_EVAL_SHARE": "0.05",
         "FLYWHEEL_TRAINER_MODEL_LINE": cfg.model_line,
         # A small batch is passed over several times (capped), on top of the current release.
-        "FLYWHEEL_TRAINER_SFT_EPOCHS": "12",
+        "FLYWHEEL_TRAINER_SFT_EPOCHS": "30",
         "FLYWHEEL_TRAINER_MAX_SFT_STEPS": "100",
         "FLYWHEEL_TRAINER_SFT_LEARNING_RATE": "5e-3",
         "FLYWHEEL_TRAINER_MAX_DPO_STEPS": "10",

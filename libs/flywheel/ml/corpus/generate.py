@@ -193,6 +193,27 @@ def _chat(rng: random.Random) -> dict[str, Any]:
     return {"messages": messages}
 
 
+def sample_chat(rng: random.Random) -> dict[str, Any]:
+    """One fresh conversation (new order numbers each draw), as in ``chats.jsonl``."""
+    return _chat(rng)
+
+
+def sample_text(rng: random.Random) -> str:
+    """One fresh paragraph, as in ``shop_text.txt``."""
+    return _text(rng)
+
+
+def copy_drill(rng: random.Random) -> tuple[str, str]:
+    """A copying drill: (head, tail) where the tail repeats numbers read in the head.
+
+    Random numbers are unpredictable except by looking back, so the tail's loss is only lowered
+    by attending to the head and copying: the skill the demo task needs (an answer quotes the
+    order number of the question), which a small model does not pick up from shop text alone.
+    """
+    listed = " ".join(_n(rng) for _ in range(rng.randint(2, 6)))
+    return f"Numbers: {listed}. Again:", f" {listed}."
+
+
 def generate(seed: int = SEED) -> tuple[str, str]:
     """The corpus files' contents: (shop_text.txt, chats.jsonl)."""
     rng = random.Random(seed)
