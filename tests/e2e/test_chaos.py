@@ -107,7 +107,7 @@ FAST = {
 
 STARTUP_S = 420.0        # stack, tiny model and nine services on two busy cores
 RELEASE_BUDGET_S = 480.0  # from the last fault to a released version
-DRAIN_S = 120.0
+DRAIN_S = 240.0
 PORT_WAIT_S = 15.0        # a short chance for the old broker and Redis ports to free up
 
 
@@ -463,14 +463,14 @@ def test_the_loop_survives_crashes_outages_and_poison(tmp_path: Path,
         world_thread.join(timeout=60)
         run.say(f"world stopped: {world.stats.asked} questions, {world.stats.labels} labels, "
                 f"errors {dict(world.stats.errors.most_common(6))}")
-        # Drained: nothing missing, or the triaged count stopped rising for three polls.
-        seen: list[int] = []
+        # Drained: nothing missing. A consumer group rebalance after the restarts can pause
+        # triage for tens of seconds on a loaded machine, so a count that stopped rising for a
+        # while is no proof that nothing more will come; only the deadline ends the wait.
         drain_deadline = time.monotonic() + DRAIN_S
         while time.monotonic() < drain_deadline:
             report = reconcile(settings, LINE)
-            seen.append(report.traces.triaged)
             run.say(f"draining: {report.traces.triaged} triaged, {report.traces.missing} missing")
-            if report.traces.missing == 0 or (len(seen) >= 4 and len(set(seen[-4:])) == 1):
+            if report.traces.missing == 0:
                 break
             time.sleep(5)
         report = reconcile(settings, LINE)

@@ -79,6 +79,7 @@ class VersionRow:
     parent: int | None
     released_at: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    labels: int | None = None  # annotator labels given when the version was first seen
 
 
 def _free_port() -> int:
@@ -108,7 +109,7 @@ def service_env(cfg: DemoConfig, settings: Settings, expert_url: str, policy_pat
         "FLYWHEEL_TRIAGE_K_SAMPLES": "3",
         "FLYWHEEL_TRIAGE_MODEL_TIMEOUT_S": "10",
         "FLYWHEEL_CURATOR_MODEL_LINE": cfg.model_line,
-        "FLYWHEEL_CURATOR_MIN_SFT": "96",
+        "FLYWHEEL_CURATOR_MIN_SFT": "128",
         "FLYWHEEL_CURATOR_MIN_DPO": "0",
         "FLYWHEEL_CURATOR_MAX_AGE_S": "150",
         "FLYWHEEL_CURATOR_EVAL_SHARE": "0.05",
@@ -118,24 +119,38 @@ def service_env(cfg: DemoConfig, settings: Settings, expert_url: str, policy_pat
         "FLYWHEEL_TRAINER_MAX_SFT_STEPS": "100",
         "FLYWHEEL_TRAINER_SFT_LEARNING_RATE": "5e-3",
         "FLYWHEEL_TRAINER_MAX_DPO_STEPS": "10",
-        "FLYWHEEL_TRAINER_REPLAY_SHARE": "0.3",
+        "FLYWHEEL_TRAINER_REPLAY_SHARE": "0.5",
         "FLYWHEEL_TRAINER_SEED": str(cfg.seed),
         # The gate measures the shop's held-out questions (checked answers). Eval rows curated
         # from live traffic carry the answer that was served as their reference, so on them
         # the release agrees with itself and every changed candidate looks worse.
         "FLYWHEEL_TRAINER_EVAL_SOURCE": "shop",
+        # Forgetting is measured on 48-example slices of earlier batches, where 3 answers
+        # are 0.06: the shipped 0.05 margin rejected a candidate that was better on held-out
+        # questions (0.59 vs 0.525) for a 3-answer drop on two slices.
+        "FLYWHEEL_TRAINER_SLICE_MARGIN": "0.1",
         "FLYWHEEL_EXPORTER_MODEL_LINE": cfg.model_line,
         "FLYWHEEL_EXPORTER_CANARY_SHARE": "0.5",
         "FLYWHEEL_EXPORTER_MIN_REQUESTS": "40",
         "FLYWHEEL_EXPORTER_MIN_SAMPLES": "12",
         "FLYWHEEL_EXPORTER_DECISION_INTERVAL_S": "5",
+        # Tolerated drops for a promotion: with a few hundred answers per side the confidence
+        # interval of the thumbs-down rate is about +-0.06, so the shipped 0.02 margin leaves a
+        # canary as good as the release "inconclusive" for the rest of the run.
+        "FLYWHEEL_EXPORTER_RATE_MARGIN": "0.08",
+        "FLYWHEEL_EXPORTER_RATING_MARGIN": "0.5",
         "FLYWHEEL_SERVING_MODEL_LINE": cfg.model_line,
         "FLYWHEEL_ANNOTATION_JUDGE_BASE_URL": expert_url,
         "FLYWHEEL_ANNOTATION_JUDGE_MODEL": JUDGE_MODEL,
         "FLYWHEEL_ANNOTATION_TEACHER_BASE_URL": expert_url,
         "FLYWHEEL_ANNOTATION_TEACHER_MODEL": EXPERT_MODEL,
+        # Half of the correction tasks (by task-id hash, the same for both policies) go to the
+        # teacher model; the simulated annotator's label budget buys the other half.
+        "FLYWHEEL_ANNOTATION_TEACHER_SHARE": "0.5",
         "FLYWHEEL_PREFERENCES_MODEL_BASE_URL": serving,
         "FLYWHEEL_PREFERENCES_MAX_TOKENS": "40",
+        # 100 simulated customers ask a day's worth of questions in minutes.
+        "FLYWHEEL_PREFERENCES_DAILY_BUDGET": "20",
     }
 
 
@@ -427,11 +442,14 @@ def _drive(settings: Settings, cfg: DemoConfig, world: World, console: Console,
                               daemon=True, name="world")
     runner.start()
     versions: list[VersionRow] = []
+    labels_at: dict[int, int] = {}
     last_line = 0.0
     with Live(console=console, refresh_per_second=1, transient=False) as live:
         while runner.is_alive():
             offsets = _safe(lambda: _end_offsets(settings), {})
             versions = _safe(lambda: registry_versions(settings, cfg.model_line), versions)
+            for row in versions:
+                labels_at.setdefault(row.version, world.stats.labels)
             elapsed = time.monotonic() - t0
             live.update(_progress_table(offsets, world, versions, elapsed, cfg))
             if not console.is_terminal and time.monotonic() - last_line >= 30:
@@ -441,7 +459,10 @@ def _drive(settings: Settings, cfg: DemoConfig, world: World, console: Console,
             if cfg.stop_at_target and _target_reached(versions, cfg):
                 stop.set()
             runner.join(timeout=2.0)
-    return _safe(lambda: registry_versions(settings, cfg.model_line), versions)
+    versions = _safe(lambda: registry_versions(settings, cfg.model_line), versions)
+    for row in versions:
+        row.labels = labels_at.get(row.version, world.stats.labels)
+    return versions
 
 
 async def _world_until(world: World, seconds: float, stop: threading.Event) -> None:

@@ -196,7 +196,7 @@ class World:
             user = rng.choice(users)
             try:
                 if rng.random() < self.cfg.agent_share:
-                    await self._agent_run(http, rng)
+                    await self._agent_run(http, rng, user)
                 else:
                     await self._ask(http, user, shop.sample_question(rng), rng)
                 if rng.random() < 0.3:
@@ -209,7 +209,7 @@ class World:
 
     # -- the agent ---------------------------------------------------------------------------
 
-    async def _agent_run(self, http: httpx.AsyncClient, rng: random.Random) -> None:
+    async def _agent_run(self, http: httpx.AsyncClient, rng: random.Random, user: str) -> None:
         task = shop.sample_agent_task(rng)
         self.book.add(task.question)
         tool, args = task.tool, dict(task.arguments)
@@ -226,7 +226,7 @@ class World:
         if not outcome.success:
             self.stats.agent_failures[outcome.failure_source] += 1
         await self._post_gateway(http, "/v1/traces", _agent_trace(task, tool, args, result,
-                                                                  final, outcome))
+                                                                  final, outcome, user))
 
     # -- the annotator -----------------------------------------------------------------------
 
@@ -322,7 +322,7 @@ def _answer_text(answer: dict) -> str:
 
 
 def _agent_trace(task: shop.AgentTask, tool: str, args: dict, result: shop.ToolResult,
-                 final: str, outcome: shop.AgentOutcome) -> dict[str, Any]:
+                 final: str, outcome: shop.AgentOutcome, user: str) -> dict[str, Any]:
     call_id = "call_0"
     status = {"ok": "STEP_STATUS_OK", "timeout": "STEP_STATUS_TIMEOUT"}.get(result.status,
                                                                          "STEP_STATUS_ERROR")
@@ -336,7 +336,7 @@ def _agent_trace(task: shop.AgentTask, tool: str, args: dict, result: shop.ToolR
     ]
     trace: dict[str, Any] = {
         "trace_id": f"agent-{uuid.uuid4().hex}",
-        "user_id": "agent-runner",
+        "user_id": user,  # the customer the agent worked for
         "model": {"name": "shop-assistant", "version": "agent"},
         "messages": messages,
         "tools": [{"name": t["function"]["name"], "description": t["function"]["description"],
