@@ -144,9 +144,6 @@ def service_env(cfg: DemoConfig, settings: Settings, expert_url: str, policy_pat
         "FLYWHEEL_ANNOTATION_JUDGE_MODEL": JUDGE_MODEL,
         "FLYWHEEL_ANNOTATION_TEACHER_BASE_URL": expert_url,
         "FLYWHEEL_ANNOTATION_TEACHER_MODEL": EXPERT_MODEL,
-        # Half of the correction tasks (by task-id hash, the same for both policies) go to the
-        # teacher model; the simulated annotator's label budget buys the other half.
-        "FLYWHEEL_ANNOTATION_TEACHER_SHARE": "0.5",
         "FLYWHEEL_PREFERENCES_MODEL_BASE_URL": serving,
         "FLYWHEEL_PREFERENCES_MAX_TOKENS": "40",
         # 100 simulated customers ask a day's worth of questions in minutes.
