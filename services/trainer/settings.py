@@ -59,7 +59,7 @@ class TrainerSettings(BaseSettings):
                                 "own share is always the target when higher).")
     train_overrides: dict[str, Any] = Field(default_factory=dict, description="Any other "
                                             "TrainConfig fields, as a JSON object.")
-    num_threads: int = Field(0, ge=0, description="torch threads; 0: every CPU this process may use.")
+    num_threads: int = Field(0, ge=0, description="torch threads; 0: the CPUs idle now (1-minute load average), at least 1.")
     eval_source: Literal["auto", "batch", "shop"] = Field(
         "auto", description="Held-out set: the batch's eval set, the shop world's held-out "
         "questions, or auto (the batch's when it has enough references, else the shop's).")
