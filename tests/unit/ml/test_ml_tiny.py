@@ -66,3 +66,24 @@ def test_init_tiny_cli_writes_a_loadable_model_dir(tmp_path):
     assert json.loads((out / "flywheel_tiny.json").read_text())["pretrain"]["steps"] == 2
     again = CliRunner().invoke(app, ["model", "init-tiny", "--out", str(out), "--pretrain-steps", "0"])
     assert again.exit_code == 1
+
+
+@pytest.mark.ml
+def test_pretraining_drills_score_only_the_repeat():
+    pytest.importorskip("torch")
+    from flywheel.ml.corpus import load_chats, load_texts
+    from flywheel.ml.tiny import DocumentSampler, PretrainConfig, train_tokenizer
+
+    chats = load_chats()[:200]
+    tok = train_tokenizer(load_texts()[:200] + [m["content"] for c in chats for m in c["messages"]
+                                                 if m.get("content")], vocab_size=400)
+    cfg = PretrainConfig(steps=3, batch_size=6, block_size=96, drill_share=0.0)
+    sampler = DocumentSampler(tok, cfg)
+    inputs, labels = sampler.batch(drills_only=True)
+    for row, lab in zip(inputs.tolist(), labels.tolist()):
+        text = tok.decode(row, skip_special_tokens=True)
+        scored = tok.decode([t for t, lb in zip(row, lab) if lb != -100], skip_special_tokens=True)
+        head, tail = text.split("Again:")
+        assert "Numbers:" not in scored and scored.strip() == tail.strip() == head.split(":")[1].strip()
+    inputs, labels = sampler.batch(drills_only=False)  # conversations: every real token scored
+    assert ((labels == -100) == (inputs == tok.pad_token_id)).all()
