@@ -21,8 +21,9 @@ from .conftest import LINE, announce
 
 pytestmark = [pytest.mark.slow, pytest.mark.ml]
 
-# Clear margin: the base answers essentially nothing right on the held-out questions.
-MIN_GAIN = 0.2
+# Clear margin: the base answers nothing right on the 64 held-out questions; the corrected
+# batch lifts it to 13 of them (0.203, conftest), so 0.15 (10) leaves room for float noise.
+MIN_GAIN = 0.15
 
 
 def test_corrected_batch_is_proposed_and_corrupted_batch_rejected(
@@ -39,6 +40,8 @@ def test_corrected_batch_is_proposed_and_corrupted_batch_rejected(
     first = reader.wait_for(1, timeout_s=600, proc=proc)[0]
     metrics = dict(first.metrics)
     assert (first.model_line, first.version, first.parent_version) == (LINE, 1, 0)
+    print(f"first candidate: held-out {metrics['eval.exact_match']:.3f} against "
+          f"{metrics['release.eval.exact_match']:.3f}", flush=True)
     assert first.gate.passed and first.status == "gated", list(first.gate.reasons)
     assert metrics["eval.exact_match"] >= metrics["release.eval.exact_match"] + MIN_GAIN, metrics
     assert "win_rate.exact_match" in metrics and metrics["win_rate.exact_match"] > 0.5

@@ -27,6 +27,28 @@ def test_corpus_never_contains_a_canonical_reply():
         assert fixed not in corpus, intent
 
 
+def _template_pattern(template: str) -> re.Pattern[str]:
+    return re.compile(re.escape(template.lower()).replace(re.escape("{n}"), r"\d+")
+                      .replace(re.escape("{addr}"), r".+"))
+
+
+def test_pretraining_never_shows_a_shop_question_template_or_reply():
+    """Pre-training samples chats afresh: none holds a task template (training or eval-only)
+    or a canonical reply, though the shop's topics are asked about in many other ways."""
+    import random
+
+    rng = random.Random(5)
+    said = [m["content"].lower() for _ in range(3000)
+            for m in generate.sample_chat(rng)["messages"] if m.get("content")]
+    said += [generate.sample_text(rng).lower() for _ in range(1000)]
+    patterns = [_template_pattern(t) for pair in shop.TEMPLATES.values() for pool in pair
+                for t in pool] + [_template_pattern(r) for r in shop.REPLIES.values()]
+    for text in said:
+        assert not any(p.search(text) for p in patterns), text
+    topical = [t for t in said if any(w in t for w in ("shipping", "warranty", "hours"))]
+    assert len(topical) > 100
+
+
 @pytest.mark.ml
 def test_tokenizer_splits_digits_and_knows_chat_tokens():
     pytest.importorskip("torch")

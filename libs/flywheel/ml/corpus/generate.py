@@ -164,6 +164,81 @@ def _qa_smalltalk(rng: random.Random) -> tuple[str, str]:
     ))
 
 
+# Shop topics asked about in many ways, each answered with general facts (not the assistant's
+# canonical replies, which only fine-tuning teaches): the general knowledge of a base model,
+# here that a question's topic words, not its frame, decide what the answer is about.
+_TOPIC_FRAMES = (
+    "I have a question about {x}.", "Can you tell me about {x}?", "What should I know about {x}?",
+    "Quick question on {x}, please.", "{X}: how does that work?", "Is there any information on {x}?",
+    "My friend asked me about {x}. What do I tell her?", "Before I buy, what about {x}?",
+    "Explain {x} to me.", "Where can I read about {x}?", "I am confused about {x}.",
+    "Help me with {x}.", "Something about {x} is not clear to me.", "One more thing: {x}?",
+)
+_TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "shipping": (
+        ("shipping", "shipping costs", "the delivery fee", "postage", "delivery charges",
+         "the price of shipping", "shipping to {city}", "what delivery costs", "paying for shipping"),
+        ("Shipping fees depend on the weight of the parcel and the distance.",
+         "Parcels to {city} travel with a tracked courier.",
+         "The shipping price is shown at checkout before you pay."),
+    ),
+    "hours": (
+        ("your opening hours", "the store hours", "when the shop is open", "closing time",
+         "weekend hours", "the hours of the {city} store", "what time you open", "holiday hours",
+         "the days you are open", "what time the shop closes", "how late you stay open"),
+        ("The {city} store opens in the morning and closes in the evening on weekdays.",
+         "Each store lists its hours on the website.",
+         "On public holidays the stores open later."),
+    ),
+    "warranty": (
+        ("the warranty", "warranty coverage", "the guarantee on your gear", "a warranty claim",
+         "broken gear under warranty", "how long gear is covered", "the warranty on the {p}"),
+        ("Defects in seams and zips are covered by the warranty, wear and tear is not.",
+         "A warranty claim needs the receipt and a photo of the defect.",
+         "The {p} is built to last and the warranty covers its defects."),
+    ),
+    "returns": (
+        ("returns", "sending an item back", "the return policy", "returning a gift",
+         "exchanges and returns", "how to return the {p}", "the rules for returns"),
+        ("A return label is in every parcel, so unused items are easy to send back.",
+         "Returned items are checked in the {city} warehouse.",
+         "Gifts can be exchanged for another size or color."),
+    ),
+    "status": (
+        ("the status of order {n}", "where order {n} is", "tracking order {n}",
+         "when order {n} arrives", "the delivery of order {n}"),
+        ("Your account shows order {n}, its status and the expected arrival day.",
+         "The tracking link for order {n} is in the shipping email."),
+    ),
+    "refund": (
+        ("a refund for order {n}", "getting my money back for order {n}", "refunding order {n}",
+         "the refund on order {n}"),
+        ("Refunds are paid back to the card used at checkout, also for order {n}.",
+         "A refund for order {n} starts when the parcel is back in the warehouse."),
+    ),
+    "cancel": (
+        ("cancelling order {n}", "stopping order {n}", "a cancellation of order {n}",
+         "how to cancel order {n}"),
+        ("A cancelled order never leaves the warehouse, so order {n} can be stopped until it ships.",
+         "Order {n} can be cancelled in your account until it is packed."),
+    ),
+    "address": (
+        ("the address on order {n}", "changing the address of order {n}",
+         "a new delivery address for order {n}", "where order {n} is delivered to"),
+        ("The delivery address of order {n} can be changed until the parcel ships.",
+         "Send the new street and city for order {n} and the team updates the label."),
+    ),
+}
+
+
+def _qa_topic(rng: random.Random) -> tuple[str, str]:
+    phrases, answers = _TOPICS[rng.choice(tuple(_TOPICS))]
+    fill = {"n": _n(rng), "city": rng.choice(CITIES), "p": rng.choice(PRODUCTS)}
+    x = rng.choice(phrases).format(**fill)
+    question = rng.choice(_TOPIC_FRAMES).format(x=x, X=x[0].upper() + x[1:])
+    return question, rng.choice(answers).format(**fill)
+
+
 def _stock_chat(rng: random.Random) -> dict[str, Any]:
     p, k = rng.choice(PRODUCTS), rng.randint(0, 40)
     call = {"id": "call_0", "type": "function",
@@ -181,10 +256,11 @@ def _stock_chat(rng: random.Random) -> dict[str, Any]:
 def _chat(rng: random.Random) -> dict[str, Any]:
     if rng.random() < 0.1:
         return _stock_chat(rng)
-    # Order questions are weighted up: copying a number from the question into the answer is
-    # the skill the demo task builds on.
+    # Order questions are weighted up (half of the turns): copying a number from the question
+    # into the answer is the skill the demo task builds on. A quarter ask about shop topics.
     kinds: tuple[Callable[[random.Random], tuple[str, str]], ...] = (
-        _qa_product, _qa_order, _qa_order, _qa_order, _qa_smalltalk)
+        _qa_product, _qa_order, _qa_order, _qa_order, _qa_order, _qa_topic, _qa_topic,
+        _qa_smalltalk)
     messages: list[dict[str, Any]] = []
     for _ in range(1 if rng.random() < 0.7 else 2):
         question, answer = rng.choice(kinds)(rng)
