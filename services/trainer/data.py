@@ -202,6 +202,30 @@ def load_batch(sft_path: str | None, dpo_path: str | None,
     return data
 
 
+def row_key(row: Mapping[str, Any]) -> str:
+    """The content hash of a file row, as the curator's manifest lists it."""
+    return _row_key(row)
+
+
+UNKNOWN_INTENT = "unknown"  # what triage tags when no policy intent matches
+
+
+def manifest_intents(manifest_path: str | Path) -> dict[str, str]:
+    """``content_hash -> intent`` of the SFT examples a batch manifest lists, ``""`` for rows
+    of no known intent (empty when the file is missing or unreadable: balancing then treats
+    those rows as of unknown intent)."""
+    try:
+        manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for e in manifest.get("examples") or []:
+        if isinstance(e, dict) and e.get("kind") == "sft" and e.get("content_hash"):
+            intent = str(e.get("intent") or "")
+            out[str(e["content_hash"])] = "" if intent == UNKNOWN_INTENT else intent
+    return out
+
+
 def sample_slice(sft_path: str, size: int, seed: str) -> list[EvalItem]:
     """Up to ``size`` scoreable SFT rows of an earlier batch, sampled deterministically."""
     items = [i for i in (slice_item(r) for r in read_jsonl(sft_path, verify=False)) if i]

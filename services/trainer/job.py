@@ -48,7 +48,14 @@ from flywheel.events.envelope import stamp
 from flywheel.logging import get_logger
 from flywheel.rediskit import FencedLock, LockLost
 from flywheel.services.trainer import registry
-from flywheel.services.trainer.data import BatchData, load_batch, read_jsonl, sample_rows, sample_slice
+from flywheel.services.trainer.data import (
+    BatchData,
+    load_batch,
+    read_jsonl,
+    row_key,
+    sample_rows,
+    sample_slice,
+)
 from flywheel.services.trainer.evaluation import (
     AnswerCache,
     EvalResult,
@@ -342,6 +349,7 @@ class _Job:
         data = load_batch(b.sft_path or None, b.dpo_path or None, b.eval_set_path or None)
         replay_added = self._top_up_replay(data)
         trainer = self.ctx.trainer
+        balanced = self._balance_intents(data)
         train_idx, held_idx = split_heldout(data.dpo_keys, trainer.heldout_pair_share,
                                             trainer.max_heldout_pairs)
         heldout = [data.dpo[i] for i in held_idx]
@@ -349,8 +357,37 @@ class _Job:
         notes = {"sft_rows": len(data.sft), "dpo_pairs": len(data.dpo),
                  "heldout_pairs": len(heldout), "eval_items": len(data.eval_items),
                  "replay_included": int(b.counts.get("replay_sft", 0)),
-                 "replay_added": replay_added, "replay_share": self._replay_target()}
+                 "replay_added": replay_added, "replay_share": self._replay_target(),
+                 "intent_repeats": balanced}
         return data, heldout, notes
+
+    def _balance_intents(self, data: BatchData) -> int:
+        """Repeat rare intents' SFT rows (``balance_intents``); returns the rows added."""
+        factor = self.ctx.trainer.balance_intents
+        if factor <= 1 or not data.sft:
+            return 0
+        from flywheel.ml.train import balance_groups
+        from flywheel.services.trainer.data import manifest_intents
+
+        intents: dict[str, str] = {}
+        paths = [self.batch.manifest_path] if self.batch.manifest_path else []
+        for files in registry.batch_files(self.ctx.engine, list(self.release.batch_ids)):
+            if files.sft_path:  # <datasets>/<line>/sft/<hash>.jsonl -> <line>/manifests/<id>.json
+                paths.append(str(Path(files.sft_path).parent.parent / "manifests"
+                                 / f"{files.batch_id}.json"))
+        for path in paths:
+            intents.update(manifest_intents(path))
+        before = len(data.sft)
+        keys = data.sft_keys if len(data.sft_keys) == before else [""] * before
+        groups = [intents.get(k, "") for k in keys]
+        pairs = balance_groups(list(zip(data.sft, keys)), groups, factor,
+                               seed=self.ctx.trainer.seed + self.version)
+        data.sft = [row for row, _ in pairs]
+        data.sft_keys = [key for _, key in pairs]
+        log.info("intents_balanced", line=self.line, version=self.version, rows=before,
+                 added=len(data.sft) - before,
+                 intents={g: groups.count(g) for g in sorted(set(groups))})
+        return len(data.sft) - before
 
     def _replay_target(self) -> float:
         return max(float(self.batch.replay_share), self.ctx.trainer.replay_share)
@@ -366,8 +403,10 @@ class _Job:
         for files in registry.batch_files(self.ctx.engine, list(self.release.batch_ids)):
             if files.sft_path and Path(files.sft_path).is_file():
                 pool.extend(read_jsonl(files.sft_path, verify=False))
-        added = [sft_example(r) for r in sample_rows(pool, want, f"replay:{self.batch.batch_id}")]
+        sampled = sample_rows(pool, want, f"replay:{self.batch.batch_id}")
+        added = [sft_example(r) for r in sampled]
         data.sft.extend(added)
+        data.sft_keys.extend(row_key(r) for r in sampled)
         log.info("replay_added", line=self.line, version=self.version, rows=len(added),
                  target_share=self._replay_target())
         return len(added)

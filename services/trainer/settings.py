@@ -57,6 +57,10 @@ class TrainerSettings(BaseSettings):
     replay_share: float = Field(0.0, ge=0, lt=1, description="Replay share to reach by adding "
                                 "earlier batches' rows when the batch holds less (the batch's "
                                 "own share is always the target when higher).")
+    balance_intents: float = Field(1.0, ge=1, le=20, description="Repeat the SFT rows of rare "
+                                   "intents (the intent the curator's manifest gives each row) "
+                                   "up to this many times, towards the most frequent intent's "
+                                   "count; 1 is off.")
     train_overrides: dict[str, Any] = Field(default_factory=dict, description="Any other "
                                             "TrainConfig fields, as a JSON object.")
     num_threads: int = Field(0, ge=0, description="torch threads; 0: the CPUs idle now (1-minute load average), at least 1.")

@@ -396,6 +396,35 @@ def mix_replay(new: Sequence[Any], replay: Sequence[Any], share: float, seed: in
     return mixed
 
 
+def balance_groups(items: Sequence[Any], groups: Sequence[str], max_factor: float,
+                   seed: int = 0) -> list[Any]:
+    """``items`` with the smaller groups repeated towards the size of the largest one.
+
+    Each group with a name is drawn up to ``min(largest, max_factor * its size)`` items: all of
+    its own once, then repeats sampled at random. Items whose group is ``""`` (unknown) are kept
+    once. The result is shuffled. ``max_factor`` <= 1 returns the items unchanged.
+    """
+    if len(items) != len(groups):
+        raise TrainConfigError(f"{len(items)} items but {len(groups)} group names")
+    if max_factor <= 1:
+        return list(items)
+    by_group: dict[str, list[Any]] = {}
+    for item, group in zip(items, groups):
+        by_group.setdefault(group, []).append(item)
+    named = [g for g in by_group if g]
+    if len(named) < 2:
+        return list(items)
+    largest = max(len(by_group[g]) for g in named)
+    rng = random.Random(seed)
+    out: list[Any] = list(by_group.get("", []))
+    for g in named:
+        members = by_group[g]
+        want = min(largest, int(max_factor * len(members)))
+        out += members + [rng.choice(members) for _ in range(max(0, want - len(members)))]
+    rng.shuffle(out)
+    return out
+
+
 # -- DPO ----------------------------------------------------------------------------------------
 
 def sequence_logps(model: Any, batch: Mapping[str, "torch.Tensor"]) -> tuple["torch.Tensor", "torch.Tensor"]:

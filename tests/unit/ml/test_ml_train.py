@@ -17,8 +17,8 @@ from flywheel.ml import TrainConfigError, TrainingError  # noqa: E402
 from flywheel.ml.chat import IGNORE_INDEX, collate, render_chat  # noqa: E402
 from flywheel.ml.loading import load_model, load_tokenizer  # noqa: E402
 from flywheel.ml.train import (  # noqa: E402
-    TrainConfig, load_config, masked_lm_loss, merge_and_save, mix_replay, prepare_model,
-    save_adapter, train_sft,
+    TrainConfig, balance_groups, load_config, masked_lm_loss, merge_and_save, mix_replay,
+    prepare_model, save_adapter, train_sft,
 )
 
 FAST = dict(sft_steps=4, sft_batch_size=4, sft_learning_rate=1e-2, dpo_steps=0, lora_r=4, lora_alpha=8)
@@ -138,3 +138,16 @@ def test_mix_replay_share():
     replayed = [x for x in mixed if x >= 100]
     assert len(mixed) == 100 and len(replayed) == 20
     assert mix_replay(list(range(10)), [], 0.5) != [] and len(mix_replay([1], [2, 3], 0.0)) == 1
+
+
+def test_balance_groups_repeats_rare_groups_up_to_the_factor() -> None:
+    items = [f"c{i}" for i in range(40)] + ["s0", "s1"] + [f"w{i}" for i in range(10)] + ["u0"]
+    groups = ["cancel"] * 40 + ["shipping"] * 2 + ["warranty"] * 10 + [""]
+    out = balance_groups(items, groups, 4, seed=1)
+    counts = {p: sum(x.startswith(p) for x in out) for p in "cswu"}
+    assert counts == {"c": 40, "s": 8, "w": 40, "u": 1}  # 2 * 4 = 8; 10 * 4 = 40 (= largest)
+    assert set(out) == set(items)  # every item at least once, nothing invented
+    assert out == balance_groups(items, groups, 4, seed=1)  # deterministic per seed
+    assert balance_groups(items, groups, 1) == items
+    with pytest.raises(TrainConfigError):
+        balance_groups(items, groups[:-1], 4)

@@ -12,8 +12,10 @@ from flywheel.services.trainer.data import (
     BatchDataError,
     eval_item,
     load_batch,
+    manifest_intents,
     masked_spans,
     read_jsonl,
+    row_key,
     sample_slice,
     sft_example,
     slice_item,
@@ -120,3 +122,20 @@ def test_sample_slice_is_deterministic(tmp_path: Path) -> None:
     assert len(first) == 10
     assert first == sample_slice(str(path), 10, "batch-a")
     assert first != sample_slice(str(path), 10, "batch-b")
+
+
+def test_manifest_intents_map_the_rows_content_hashes(tmp_path: Path) -> None:
+    """The curator's manifest names each row by the hash of its canonical JSON: the trainer's
+    row key must be the same hash, or balancing would see every row as of unknown intent."""
+    from flywheel.services.curator.logic.formats import canonical_json, sha256_hex
+
+    a, b = _sft_row("Order 1 is cancelled."), _sft_row("Order 2 is cancelled.")
+    assert row_key(a) == sha256_hex(canonical_json(a))
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"examples": [
+        {"kind": "sft", "content_hash": row_key(a), "intent": "cancel_order"},
+        {"kind": "sft", "content_hash": row_key(b), "intent": "unknown"},
+        {"kind": "sft", "content_hash": "c"},
+        {"kind": "dpo", "content_hash": "x", "intent": "refund"}]}))
+    assert manifest_intents(manifest) == {row_key(a): "cancel_order", row_key(b): "", "c": ""}
+    assert manifest_intents(tmp_path / "missing.json") == {}
