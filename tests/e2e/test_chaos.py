@@ -279,19 +279,19 @@ def _poison_status(settings: Settings, garbage: list[tuple[str, str, int, int]]
 def test_the_loop_survives_crashes_outages_and_poison(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from flywheel.demo.expert import Expert, QuestionBook
-    from flywheel.demo.reconcile import reconcile
+    from flywheel.demo.reconcile import reconcile_drained
     from flywheel.demo.runner import (
         SERVICES,
         DemoConfig,
-        _end_offsets,
-        _ExpertServer,
-        _prepare,
-        _wait_ready,
-        _world_until,
+        ExpertServer,
+        end_offsets,
+        prepare_run,
         progress_line,
         registry_versions,
         service_env,
         service_ports,
+        wait_ready,
+        world_until,
         write_policy,
     )
     from flywheel.demo.world import World, WorldConfig, WorldUrls
@@ -316,7 +316,7 @@ def test_the_loop_survives_crashes_outages_and_poison(tmp_path: Path,
                                args=(data / "models" / "tiny-base", base_errors))
     stop_world = threading.Event()
     world_thread: threading.Thread | None = None
-    expert: _ExpertServer | None = None
+    expert: ExpertServer | None = None
     controller_info = _controller_info()
     controller = ServiceProcess(controller_info, data) if controller_info else None
 
@@ -340,9 +340,9 @@ def test_the_loop_survives_crashes_outages_and_poison(tmp_path: Path,
             pytest.skip(f"the stack could not start: {exc}")
         builder.join(timeout=STARTUP_S)
         assert not base_errors and not builder.is_alive(), f"tiny base model: {base_errors}"
-        api_key, token = _prepare(settings, cfg, console)
+        api_key, token = prepare_run(settings, cfg, console)
         book = QuestionBook()
-        expert = _ExpertServer(Expert(book, seed=cfg.seed))
+        expert = ExpertServer(Expert(book, seed=cfg.seed))
         expert.start()
         policy = write_policy(cfg.policy, 20_000, data / "demo" / "triage-policy.yaml")
         env = {**service_env(cfg, settings, expert.url, policy, service_ports()), **FAST}
@@ -353,20 +353,20 @@ def test_the_loop_survives_crashes_outages_and_poison(tmp_path: Path,
             controller.start(timeout_s=60)
             run.say(f"  release-controller: started (pid {controller.pid})")
         urls = {n: (r or {}).get("url") for n, r in result.state.get("services", {}).items()}
-        _wait_ready(urls["serving"], STARTUP_S, "serving")
+        wait_ready(urls["serving"], STARTUP_S, "serving")
         world = World(WorldUrls(urls["serving"], urls["gateway"], urls["preferences"],
                                 urls["annotation"]), api_key, token, book,
                       WorldConfig(seed=cfg.seed, users=cfg.users, model_line=LINE,
                                   label_budget=cfg.label_budget))
         world_thread = threading.Thread(
-            target=lambda: asyncio.run(_world_until(world, 3600, stop_world)),
+            target=lambda: asyncio.run(world_until(world, 3600, stop_world)),
             name="world", daemon=True)
         world_thread.start()
         run.phase("start-up")
 
         def progress() -> None:
             with contextlib.suppress(Exception):
-                run.say(progress_line(_end_offsets(settings), world, registry_versions(
+                run.say(progress_line(end_offsets(settings), world, registry_versions(
                     settings, LINE), time.monotonic() - run.t0))
 
         # -- fault 1: the broker and Redis go away and come back ----------------------------------
@@ -411,12 +411,12 @@ def test_the_loop_survives_crashes_outages_and_poison(tmp_path: Path,
         up(",".join(SERVICES), timeout_s=STARTUP_S)
         if controller is not None:
             controller.start(timeout_s=60)
-        _wait_ready(urls["serving"], STARTUP_S, "serving after its restart")
+        wait_ready(urls["serving"], STARTUP_S, "serving after its restart")
         progress()
         run.phase("SIGKILL and restart of every service")
 
         # -- fault 3: poison on every consumed topic ------------------------------------------
-        before = _end_offsets(settings)
+        before = end_offsets(settings)
         garbage = _publish_garbage(settings)
         released_before = _ever_released(settings)
         run.say(f"published garbage: {[(g[0], g[2], g[3]) for g in garbage]}; "
@@ -452,7 +452,7 @@ def test_the_loop_survives_crashes_outages_and_poison(tmp_path: Path,
             run.fail(f"consumers not past the garbage: {stuck}")
         if not new_release:
             run.fail(f"no version released within {RELEASE_BUDGET_S:.0f}s after the faults")
-        after = _end_offsets(settings)
+        after = end_offsets(settings)
         for short in ("traces.triaged", "annotation.labels", "examples.sft"):
             if after.get(short, 0) <= before.get(short, 0):
                 run.fail(f"no new records on {short} after the faults "
@@ -463,21 +463,15 @@ def test_the_loop_survives_crashes_outages_and_poison(tmp_path: Path,
         world_thread.join(timeout=60)
         run.say(f"world stopped: {world.stats.asked} questions, {world.stats.labels} labels, "
                 f"errors {dict(world.stats.errors.most_common(6))}")
-        # Drained: nothing missing. A consumer group rebalance after the restarts can pause
-        # triage for tens of seconds on a loaded machine, so a count that stopped rising for a
-        # while is no proof that nothing more will come; only the deadline ends the wait.
-        drain_deadline = time.monotonic() + DRAIN_S
-        while time.monotonic() < drain_deadline:
-            report = reconcile(settings, LINE)
-            run.say(f"draining: {report.traces.triaged} triaged, {report.traces.missing} missing")
-            if report.traces.missing == 0:
-                break
-            time.sleep(5)
-        report = reconcile(settings, LINE)
+        # Drained: nothing missing, or DRAIN_S passed (a rebalance after the restarts can
+        # pause triage for tens of seconds on a loaded machine).
+        report = reconcile_drained(settings, LINE, drain_s=DRAIN_S, say=run.say)
         run.phase("drain and reconcile")
         print(json.dumps(report.to_dict(), indent=2), flush=True)
         if not report.ok:
             run.fail("reconciliation: " + "; ".join(report.problems))
+        if report.traces.queued:
+            run.fail(f"{report.traces.queued} trace(s) still unread by triage after {DRAIN_S:.0f} s")
         if report.traces.ingested == 0 or report.labels.labels == 0 or report.examples.batches == 0:
             run.fail(f"too little went through to reconcile: {report.traces.ingested} traces, "
                      f"{report.labels.labels} labels, {report.examples.batches} batches")

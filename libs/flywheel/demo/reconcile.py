@@ -7,7 +7,9 @@ files, with three checks:
 1. **Traces**: every trace id on ``traces.raw`` has a decision on ``traces.triaged`` (the
    ``TriageDecision.trace_id``) or a dead letter (``DeadLetter`` whose source topic, partition
    and offset are one of the trace's records, or whose key is the trace id). A raw record that
-   is not a trace at all must be dead-lettered by its coordinates.
+   is not a trace at all must be dead-lettered by its coordinates. A trace whose records all
+   lie at or past triage's committed offset is *queued* (not read yet: lag, a note), not
+   missing.
 2. **Labels**: every ``AnnotationLabel`` on ``annotation.labels`` went into at most one dataset
    batch. The curator records lineage per example in the batch manifest
    (``manifests/<batch_id>.json`` → ``examples[]``: ``event_ids``, ``topic``/``partition``/
@@ -57,7 +59,7 @@ import hashlib
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -173,6 +175,9 @@ class TraceCheck:
     undecodable: int = 0
     missing: int = 0
     missing_examples: list[str] = field(default_factory=list)
+    # Not yet read by triage (at or past its consumer group's committed offset): consumer lag,
+    # not loss. Only counted when the committed offsets were given.
+    queued: int = 0
 
 
 @dataclass
@@ -238,11 +243,14 @@ def _dead_letter_index(dead_letters: Iterable[DeadLetter], topic: str
 
 
 def check_traces(raw: Sequence[Consumed[Trace]], decisions: Iterable[TriageDecision],
-                 dead_letters: Iterable[DeadLetter], raw_topic: str) -> TraceCheck:
+                 dead_letters: Iterable[DeadLetter], raw_topic: str,
+                 committed: Mapping[int, int] | None = None) -> TraceCheck:
     """Every trace id on ``raw_topic`` is triaged or dead-lettered (see the module docstring).
 
     A trace that came in several records (a client's retry) counts once; it is accounted for
-    when any of its records was dead-lettered or it has a decision.
+    when any of its records was dead-lettered or it has a decision. With ``committed`` (triage's
+    committed offset per partition of ``raw_topic``), a trace with neither whose records all
+    lie at or past that offset is *queued* (triage has not read it yet), not missing.
     """
     out = TraceCheck(raw_records=len(raw))
     triaged_ids = {d.trace_id or d.trace.trace_id for d in decisions}
@@ -265,6 +273,9 @@ def check_traces(raw: Sequence[Consumed[Trace]], decisions: Iterable[TriageDecis
             out.triaged += 1
         elif trace_id in dl_keys or any((r.partition, r.offset) in dl_coords for r in recs):
             out.dead_lettered += 1
+        elif committed is not None and all(r.offset >= committed.get(r.partition, 0)
+                                           for r in recs):
+            out.queued += 1
         else:
             missing.append(trace_id)
     out.missing = len(missing)
@@ -430,10 +441,11 @@ def select_batches(on_disk: Sequence[BatchData], announced: Iterable[str],
 def build_report(line: str, *, raw: Sequence[Consumed[Trace]],
                  decisions: Iterable[TriageDecision], dead_letters: Sequence[DeadLetter],
                  raw_topic: str, labels: Sequence[Consumed[AnnotationLabel]],
-                 selection: BatchSelection) -> ReconcileReport:
+                 selection: BatchSelection,
+                 committed: Mapping[int, int] | None = None) -> ReconcileReport:
     """Run the three checks and collect their problems."""
     report = ReconcileReport(line=line)
-    report.traces = check_traces(raw, decisions, dead_letters, raw_topic)
+    report.traces = check_traces(raw, decisions, dead_letters, raw_topic, committed)
     report.labels = check_labels(labels, selection.live)
     report.examples = check_examples(selection.live)
     t, lab, ex = report.traces, report.labels, report.examples
@@ -470,6 +482,9 @@ def build_report(line: str, *, raw: Sequence[Consumed[Trace]],
                             + ", ".join(b[:12] for b in selection.orphans[:5]))
     if selection.superseded:
         report.notes.append(f"{len(selection.superseded)} superseded batch(es) skipped")
+    if t.queued:
+        report.notes.append(f"{t.queued} trace(s) not yet read by triage (its consumer lag); "
+                            "run `flywheel demo reconcile` again once it caught up")
     return report
 
 
@@ -555,6 +570,24 @@ def recorded_batches(settings: Settings, line: str) -> dict[str, str] | None:
         engine.dispose()
 
 
+def triage_committed(settings: Settings) -> dict[int, int] | None:
+    """Triage's committed offset per partition of ``traces.raw`` (the highest over its consumer
+    groups), or None when it has none or the broker cannot say (every gap is then missing)."""
+    from flywheel.kafka.lag import consumer_lag
+
+    try:
+        rows = consumer_lag(settings.kafka(), group_prefix=f"{settings.topic_prefix}-triage",
+                            topic_prefix=settings.topic("traces.raw"))
+    except Exception as exc:  # noqa: BLE001 - the stricter books are still right
+        log.warning("reconcile_committed_unavailable", error=str(exc))
+        return None
+    committed: dict[int, int] = {}
+    for row in rows:
+        if row.topic == settings.topic("traces.raw"):
+            committed[row.partition] = max(committed.get(row.partition, 0), row.committed)
+    return committed or None
+
+
 def reconcile(settings: Settings, line: str = "shop-assistant",
               timeout_s: float = 120.0) -> ReconcileReport:
     """Read the broker, the batch files and the registry, and run the checks."""
@@ -575,11 +608,32 @@ def reconcile(settings: Settings, line: str = "shop-assistant",
     selection = select_batches(batches, announced, recorded_batches(settings, line))
     report = build_report(line, raw=raw, decisions=decisions, dead_letters=dead,
                           raw_topic=settings.topic("traces.raw"), labels=labels,
-                          selection=selection)
+                          selection=selection, committed=triage_committed(settings))
     log.info("reconciled", line=line, ok=report.ok, problems=len(report.problems),
              traces=report.traces.ingested, labels=report.labels.labels,
              batches=report.examples.batches, seconds=round(time.monotonic() - started, 2))
     return report
+
+
+def reconcile_drained(settings: Settings, line: str = "shop-assistant", *,
+                      drain_s: float = 240.0, poll_s: float = 5.0, wait_for_queued: bool = True,
+                      say: Callable[[str], None] | None = None) -> ReconcileReport:
+    """:func:`reconcile` once triage has caught up: repeated until no trace is missing (and,
+    with ``wait_for_queued``, none is queued either) or ``drain_s`` passed; then the last report.
+
+    Only the deadline ends the wait: a consumer-group rebalance (after a restart) can pause
+    triage for tens of seconds, so a count that stopped rising is no proof that the rest is lost.
+    """
+    deadline = time.monotonic() + drain_s
+    while True:
+        report = reconcile(settings, line)
+        t = report.traces
+        if say is not None:
+            say(f"draining: {t.triaged} triaged, {t.queued} queued, {t.missing} missing")
+        settled = t.missing == 0 and (t.queued == 0 or not wait_for_queued)
+        if settled or time.monotonic() + poll_s > deadline:
+            return report
+        time.sleep(poll_s)
 
 
 def report_tables(report: ReconcileReport) -> list[Any]:
@@ -594,7 +648,8 @@ def report_tables(report: ReconcileReport) -> list[Any]:
     counts.add_column("count", justify="right")
     for what, n in (("records on traces.raw", t.raw_records), ("trace ids ingested", t.ingested),
                     ("triaged", t.triaged), ("dead-lettered", t.dead_lettered),
-                    ("undecodable records", t.undecodable), ("missing", t.missing)):
+                    ("undecodable records", t.undecodable), ("missing", t.missing),
+                    ("queued in triage", t.queued)):
         counts.add_row("traces", what, str(n))
     for what, n in (("labels", lab.labels), ("in a batch", lab.in_batches),
                     ("pending", lab.pending), ("in several batches", lab.in_several_batches),

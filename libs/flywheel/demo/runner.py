@@ -120,6 +120,11 @@ def service_env(cfg: DemoConfig, settings: Settings, expert_url: str, policy_pat
         "FLYWHEEL_TRAINER_SFT_LEARNING_RATE": "5e-3",
         "FLYWHEEL_TRAINER_MAX_DPO_STEPS": "10",
         "FLYWHEEL_TRAINER_REPLAY_SHARE": "0.5",
+        # Triage drops repeats of the fixed-reply questions as duplicates, so order intents
+        # (a new number each time) fill about 80 % of a batch; rare intents' rows are repeated
+        # up to 4 times (measured with tests/bench/bench_tiny_base.py: 0.71 -> 0.855 after four
+        # rounds).
+        "FLYWHEEL_TRAINER_BALANCE_INTENTS": "4",
         "FLYWHEEL_TRAINER_SEED": str(cfg.seed),
         # The gate measures the shop's held-out questions (checked answers). Eval rows curated
         # from live traffic carry the answer that was served as their reference, so on them
@@ -151,7 +156,7 @@ def service_env(cfg: DemoConfig, settings: Settings, expert_url: str, policy_pat
     }
 
 
-class _ExpertServer:
+class ExpertServer:
     """The simulated expert on a free loopback port, in a background thread."""
 
     def __init__(self, expert: Expert) -> None:
@@ -181,6 +186,7 @@ class _ExpertServer:
 
 
 PREFERENCE_SLICE = 0.15  # share of traces (by id hash) whose uncertain answers go to the users
+DRAIN_S = 60.0  # most seconds the end-of-run reconciliation waits for triage to catch up
 
 
 def write_policy(policy: str, label_budget_per_hour: int, out: Path) -> Path:
@@ -225,7 +231,8 @@ def write_policy(policy: str, label_budget_per_hour: int, out: Path) -> Path:
     return out
 
 
-def _end_offsets(settings: Settings) -> dict[str, int]:
+def end_offsets(settings: Settings) -> dict[str, int]:
+    """End offset summed over partitions per pipeline topic (short name)."""
     from flywheel.kafka.admin import describe_topics
 
     rows = describe_topics(settings.kafka(), settings.topic_prefix)
@@ -322,7 +329,7 @@ def progress_line(offsets: dict[str, int], world: World, versions: list[VersionR
             f"prefs={s.preferences_answered}{' errors=' + errors if errors else ''} | {registry}")
 
 
-def _prepare(settings: Settings, cfg: DemoConfig, console: Console) -> tuple[str, str]:
+def prepare_run(settings: Settings, cfg: DemoConfig, console: Console) -> tuple[str, str]:
     """Topics, schema, the base model, an app key and an annotator token."""
     from flywheel.db.engine import make_engine, migrate
     from flywheel.kafka.admin import create_topics
@@ -353,7 +360,8 @@ def _prepare(settings: Settings, cfg: DemoConfig, console: Console) -> tuple[str
     return key, token
 
 
-def _wait_ready(url: str, seconds: float, what: str) -> None:
+def wait_ready(url: str, seconds: float, what: str) -> None:
+    """Poll ``url``/readyz until it answers 200; DemoError after ``seconds``."""
     deadline = time.monotonic() + seconds
     last = ""
     while time.monotonic() < deadline:
@@ -384,9 +392,9 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console | None = None
     t0 = time.monotonic()
     console.print("[bold]starting Apache Kafka and Redis[/]")
     lifecycle.up(settings, progress=lambda n, w: console.print(f"  {n}: {w}"))
-    api_key, token = _prepare(settings, cfg, console)
+    api_key, token = prepare_run(settings, cfg, console)
     book = QuestionBook()
-    expert = _ExpertServer(Expert(book, seed=cfg.seed))
+    expert = ExpertServer(Expert(book, seed=cfg.seed))
     expert.start()
     policy_path = write_policy(cfg.policy, cfg.label_budget * 4, out / "triage-policy.yaml")
     os.environ.update(service_env(cfg, settings, expert.url, policy_path, service_ports()))
@@ -395,7 +403,7 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console | None = None
         result = lifecycle.up(settings, services=",".join(SERVICES), timeout_s=180,
                               progress=lambda n, w: console.print(f"  {n}: {w}"))
         urls = {n: (r or {}).get("url") for n, r in result.state.get("services", {}).items()}
-        _wait_ready(urls["serving"], 300, "serving (exporting the base model)")
+        wait_ready(urls["serving"], 300, "serving (exporting the base model)")
         world = World(WorldUrls(urls["serving"], urls["gateway"], urls["preferences"],
                                 urls["annotation"]), api_key, token, book,
                       WorldConfig(seed=cfg.seed, users=cfg.users, model_line=cfg.model_line,
@@ -414,12 +422,20 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console | None = None
 
 def _reconcile(settings: Settings, cfg: DemoConfig, console: Console) -> dict[str, Any] | None:
     """The books of the run (see ``flywheel demo reconcile``), read once at the end."""
-    from flywheel.demo.reconcile import reconcile, report_tables
+    from flywheel.demo.reconcile import reconcile_drained, report_tables
+    from flywheel.stack import lifecycle
 
     try:
-        # One pass: traces still in triage's backlog show as missing here; `flywheel demo
-        # reconcile` after a drain (or the chaos suite) gives the settled books.
-        report = reconcile(settings, cfg.model_line)
+        # Triage runs behind the world while the trainer has the CPUs; the trainer is stopped and
+        # the books are read once triage caught up (or after DRAIN_S, with what it has not
+        # decided yet: queued = not read, missing = read but not decided).
+        console.print()
+        if not cfg.keep_running:  # its next version could not be served any more
+            lifecycle.stop_services(settings, ["trainer"],
+                                    progress=lambda n, w: console.print(f"  {n}: {w}"))
+        console.print(f"[bold]draining[/] (up to {DRAIN_S:.0f} s), then reconciling")
+        report = reconcile_drained(settings, cfg.model_line, drain_s=DRAIN_S,
+                                   say=lambda text: console.print(f"  {text}"))
         for table in report_tables(report):
             console.print(table)
         return report.to_dict()
@@ -435,7 +451,7 @@ def _drive(settings: Settings, cfg: DemoConfig, world: World, console: Console,
     if remaining <= 0:
         raise DemoError("no time left for the world after start-up: raise --minutes")
     stop = threading.Event()
-    runner = threading.Thread(target=lambda: asyncio.run(_world_until(world, remaining, stop)),
+    runner = threading.Thread(target=lambda: asyncio.run(world_until(world, remaining, stop)),
                               daemon=True, name="world")
     runner.start()
     versions: list[VersionRow] = []
@@ -443,7 +459,7 @@ def _drive(settings: Settings, cfg: DemoConfig, world: World, console: Console,
     last_line = 0.0
     with Live(console=console, refresh_per_second=1, transient=False) as live:
         while runner.is_alive():
-            offsets = _safe(lambda: _end_offsets(settings), {})
+            offsets = _safe(lambda: end_offsets(settings), {})
             versions = _safe(lambda: registry_versions(settings, cfg.model_line), versions)
             for row in versions:
                 labels_at.setdefault(row.version, world.stats.labels)
@@ -462,7 +478,8 @@ def _drive(settings: Settings, cfg: DemoConfig, world: World, console: Console,
     return versions
 
 
-async def _world_until(world: World, seconds: float, stop: threading.Event) -> None:
+async def world_until(world: World, seconds: float, stop: threading.Event) -> None:
+    """Run the world for ``seconds`` or until ``stop`` is set."""
     task = asyncio.create_task(world.run(seconds))
     while not task.done():
         if stop.is_set():

@@ -22,7 +22,7 @@ database is configured, ``FLYWHEEL_DATABASE_URL`` pointing at it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,6 +240,23 @@ def _stop_record(name: str, rec: dict, paths: StackPaths) -> str:
         return cluster.stop()
     timeout = 30.0 if name == "kafka" else 15.0
     return stop_pid(rec.get("pid"), rec.get("started"), timeout)
+
+
+def stop_services(settings: Settings, names: Iterable[str],
+                  progress: Progress = _quiet) -> dict[str, str]:
+    """Stop the named services ``up`` started (their supervisors with them) and forget them;
+    the rest of the stack keeps running."""
+    paths = StackPaths(settings.data_dir)
+    results: dict[str, str] = {}
+    with file_lock(paths.lock):
+        state = load_state(paths.data_dir)
+        services = state.get("services") or {}
+        for name in names:
+            if name in services:
+                results[name] = _stop_record(name, services.pop(name), paths)
+                progress(name, results[name])
+        save_state(paths.data_dir, state)
+    return results
 
 
 def down(settings: Settings, progress: Progress = _quiet) -> dict[str, str]:

@@ -131,6 +131,17 @@ def test_an_undecodable_record_without_dead_letter_is_missing() -> None:
     assert result.missing_examples == [f"{RAW}[2]@4"]
 
 
+def test_traces_past_triages_committed_offset_are_queued_not_missing() -> None:
+    a, b, c, d = (trace(x) for x in "abcd")
+    records = [raw(a, 0, 0), raw(b, 0, 1), raw(c, 0, 2), raw(d, 1, 0), raw(d, 1, 5)]
+    # partition 0: read up to offset 1 (a decided, b read but undecided, c not read yet);
+    # partition 1: d's first copy was read, so d counts as read.
+    result = check_traces(records, [decision(a)], [], RAW, committed={0: 2, 1: 1})
+    assert (result.triaged, result.queued, result.missing) == (1, 1, 2)
+    assert result.missing_examples == ["b", "d"]
+    assert check_traces(records, [decision(a)], [], RAW).queued == 0  # no offsets: strict
+
+
 def test_missing_examples_are_capped_but_counted() -> None:
     records = [raw(trace(f"t{i}"), 0, i) for i in range(30)]
     result = check_traces(records, [], [], RAW)
@@ -345,3 +356,38 @@ def test_batches_of_the_real_curator_reconcile(store, tmp_path: Path) -> None:  
     assert len(examples.duplicates_across) == 4 + 4  # the 4 new SFT and 4 DPO rows
     assert check_labels(labels, [*selection.live, twin]).in_several_batches == 4
     assert encode(labels[0].event)  # the events are real, encodable AnnotationLabels
+
+
+def _missing_reports(*missing: int) -> list[Any]:
+    from flywheel.demo.reconcile import ReconcileReport, TraceCheck
+
+    return [ReconcileReport("line", traces=TraceCheck(ingested=10, triaged=10 - m, missing=m))
+            for m in missing]
+
+
+def test_reconcile_drained_waits_until_nothing_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flywheel.demo import reconcile as module
+
+    reports = _missing_reports(7, 7, 3, 0, 0)
+    monkeypatch.setattr(module, "reconcile", lambda settings, line: reports.pop(0))
+    said: list[str] = []
+    report = module.reconcile_drained(None, "line", drain_s=30, poll_s=0.01, say=said.append)
+    assert report.traces.missing == 0
+    assert said == ["draining: 3 triaged, 0 queued, 7 missing",
+                    "draining: 3 triaged, 0 queued, 7 missing",
+                    "draining: 7 triaged, 0 queued, 3 missing",
+                    "draining: 10 triaged, 0 queued, 0 missing"]
+
+
+def test_reconcile_drained_gives_up_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flywheel.demo import reconcile as module
+
+    calls: list[int] = []
+
+    def stuck(settings: Any, line: str) -> Any:
+        calls.append(1)
+        return _missing_reports(4)[0]
+
+    monkeypatch.setattr(module, "reconcile", stuck)
+    report = module.reconcile_drained(None, "line", drain_s=0.2, poll_s=0.05)
+    assert report.traces.missing == 4 and 2 <= len(calls) <= 6
