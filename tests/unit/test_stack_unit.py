@@ -304,6 +304,25 @@ def test_down_stops_exactly_the_recorded_processes(tmp_path: Path, sleeper) -> N
     assert not state_path(tmp_path).exists()
 
 
+def test_stop_services_stops_only_the_named_ones_and_keeps_the_rest(tmp_path: Path,
+                                                                   sleeper) -> None:
+    trainer, triage = sleeper(), sleeper()
+    record = {"url": None, "log": "x", "managed": True}
+    save_state(tmp_path, {
+        "redis": {"url": "redis://10.0.0.2:6379/0", "pid": None, "managed": False},
+        "services": {"trainer": {**record, "pid": trainer.pid,
+                                 "started": process_start_time(trainer.pid)},
+                     "triage": {**record, "pid": triage.pid,
+                                "started": process_start_time(triage.pid)}},
+    })
+    settings = load_settings(data_dir=tmp_path)
+    assert lifecycle.stop_services(settings, ["trainer", "absent"]) == {"trainer": "stopped"}
+    assert wait_until(lambda: trainer.poll() is not None, 5)
+    assert triage.poll() is None
+    state = load_state(tmp_path)
+    assert set(state["services"]) == {"triage"} and state["redis"]["managed"] is False
+
+
 def test_status_reports_dead_processes_and_flattens_rows(tmp_path: Path) -> None:
     save_state(tmp_path, {
         "kafka": {"address": "127.0.0.1:1", "pid": 2**22 + 7, "started": 1, "managed": True,
