@@ -158,7 +158,7 @@ def eval_item(row: Mapping[str, Any], where: str = "eval row") -> EvalItem | Non
     if reference is None or not prompt:
         return None
     messages = _messages(prompt, where) + _messages(row["reference"], where)[:-1]
-    return EvalItem(str(row.get("example_id") or _row_key(row)), messages, reference,
+    return EvalItem(str(row.get("example_id") or row_key(row)), messages, reference,
                     _tools(row.get("tools"), where), str(row.get("intent") or ""))
 
 
@@ -168,10 +168,12 @@ def slice_item(row: Mapping[str, Any], where: str = "sft row") -> EvalItem | Non
     reference = _final_reply(messages)
     if reference is None or len(messages) < 2:
         return None
-    return EvalItem(_row_key(row), messages[:-1], reference, _tools(row.get("tools"), where))
+    return EvalItem(row_key(row), messages[:-1], reference, _tools(row.get("tools"), where))
 
 
-def _row_key(row: Mapping[str, Any]) -> str:
+def row_key(row: Mapping[str, Any]) -> str:
+    """The content hash of a file row (SHA-256 of its canonical JSON), as the curator's
+    manifest lists it."""
     text = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -187,11 +189,11 @@ def load_batch(sft_path: str | None, dpo_path: str | None,
     if sft_path:
         for number, row in enumerate(read_jsonl(sft_path), 1):
             data.sft.append(sft_example(row, f"{sft_path}:{number}"))
-            data.sft_keys.append(_row_key(row))
+            data.sft_keys.append(row_key(row))
     if dpo_path:
         for number, row in enumerate(read_jsonl(dpo_path), 1):
             data.dpo.append(dpo_pair(row, f"{dpo_path}:{number}"))
-            data.dpo_keys.append(_row_key(row))
+            data.dpo_keys.append(row_key(row))
     if eval_path:
         for number, row in enumerate(read_jsonl(eval_path), 1):
             item = eval_item(row, f"{eval_path}:{number}")
@@ -200,11 +202,6 @@ def load_batch(sft_path: str | None, dpo_path: str | None,
     if not data.sft and not data.dpo:
         raise BatchDataError("the batch has neither SFT rows nor preference pairs")
     return data
-
-
-def row_key(row: Mapping[str, Any]) -> str:
-    """The content hash of a file row, as the curator's manifest lists it."""
-    return _row_key(row)
 
 
 UNKNOWN_INTENT = "unknown"  # what triage tags when no policy intent matches
@@ -224,6 +221,27 @@ def manifest_intents(manifest_path: str | Path) -> dict[str, str]:
             intent = str(e.get("intent") or "")
             out[str(e["content_hash"])] = "" if intent == UNKNOWN_INTENT else intent
     return out
+
+
+def balance_intents(data: BatchData, manifest_paths: Sequence[str | Path], factor: float,
+                    seed: int = 0) -> dict[str, int]:
+    """Repeat the SFT rows of rare intents in ``data`` (in place) up to ``factor``.
+
+    Each row's intent comes from the manifests (by content hash); rows none of them lists, or
+    of no known intent, are kept once. Returns the row count per intent before balancing
+    (``""``: unknown); ``data.sft_keys`` stays aligned with ``data.sft``.
+    """
+    from flywheel.ml.train import balance_groups
+
+    intents: dict[str, str] = {}
+    for path in manifest_paths:
+        intents.update(manifest_intents(path))
+    keys = data.sft_keys if len(data.sft_keys) == len(data.sft) else [""] * len(data.sft)
+    groups = [intents.get(k, "") for k in keys]
+    pairs = balance_groups(list(zip(data.sft, keys)), groups, factor, seed=seed)
+    data.sft = [row for row, _ in pairs]
+    data.sft_keys = [key for _, key in pairs]
+    return {g: groups.count(g) for g in sorted(set(groups))}
 
 
 def sample_slice(sft_path: str, size: int, seed: str) -> list[EvalItem]:

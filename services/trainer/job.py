@@ -50,6 +50,7 @@ from flywheel.rediskit import FencedLock, LockLost
 from flywheel.services.trainer import registry
 from flywheel.services.trainer.data import (
     BatchData,
+    balance_intents,
     load_batch,
     read_jsonl,
     row_key,
@@ -366,27 +367,13 @@ class _Job:
         factor = self.ctx.trainer.balance_intents
         if factor <= 1 or not data.sft:
             return 0
-        from flywheel.ml.train import balance_groups
-        from flywheel.services.trainer.data import manifest_intents
-
-        intents: dict[str, str] = {}
         paths = [self.batch.manifest_path] if self.batch.manifest_path else []
-        for files in registry.batch_files(self.ctx.engine, list(self.release.batch_ids)):
-            if files.sft_path:  # <datasets>/<line>/sft/<hash>.jsonl -> <line>/manifests/<id>.json
-                paths.append(str(Path(files.sft_path).parent.parent / "manifests"
-                                 / f"{files.batch_id}.json"))
-        for path in paths:
-            intents.update(manifest_intents(path))
+        paths += [registry.manifest_path(self.ctx.artifacts, self.line, b)
+                  for b in self.release.batch_ids]
         before = len(data.sft)
-        keys = data.sft_keys if len(data.sft_keys) == before else [""] * before
-        groups = [intents.get(k, "") for k in keys]
-        pairs = balance_groups(list(zip(data.sft, keys)), groups, factor,
-                               seed=self.ctx.trainer.seed + self.version)
-        data.sft = [row for row, _ in pairs]
-        data.sft_keys = [key for _, key in pairs]
+        counts = balance_intents(data, paths, factor, seed=self.ctx.trainer.seed + self.version)
         log.info("intents_balanced", line=self.line, version=self.version, rows=before,
-                 added=len(data.sft) - before,
-                 intents={g: groups.count(g) for g in sorted(set(groups))})
+                 added=len(data.sft) - before, intents=counts)
         return len(data.sft) - before
 
     def _replay_target(self) -> float:

@@ -294,6 +294,11 @@ def batch_files(engine: Engine, batch_ids: Sequence[str]) -> list[BatchFiles]:
     return [known[b] for b in batch_ids if b in known]
 
 
+def manifest_path(artifacts_root: Path, line: str, batch_id: str) -> Path:
+    """Where the curator writes a batch's manifest."""
+    return Path(artifacts_root) / "datasets" / line / "manifests" / f"{batch_id}.json"
+
+
 def batch_event_from_row(row: DatasetBatch, artifacts_root: Path) -> Any:
     """The datasets.batches announcement of a batch the curator recorded in SQL."""
     from flywheel.v1.datasets_pb2 import DatasetBatch as DatasetBatchEvent
@@ -304,7 +309,7 @@ def batch_event_from_row(row: DatasetBatch, artifacts_root: Path) -> Any:
     return DatasetBatchEvent(
         batch_id=row.batch_id, model_line=row.model_line, version=row.version,
         sft_path=row.sft_path or "", dpo_path=row.dpo_path or "",
-        manifest_path=str(root / "datasets" / row.model_line / "manifests" / f"{row.batch_id}.json"),
+        manifest_path=str(manifest_path(root, row.model_line, row.batch_id)),
         content_hash=str(manifest.get("content_hash", "")),
         eval_set_path=str(root / eval_file["path"]) if eval_file.get("path") else "",
         eval_set_hash=str(eval_file.get("sha256", "")),

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROUNDS = int(os.environ.get("FLYWHEEL_BENCH_BASE_ROUNDS", "4"))
-# TrainConfig fields to change, as JSON (e.g. '{"prompt_word_dropout": 0.15}').
+# TrainConfig fields to change, as JSON (e.g. '{"lora_dropout": 0.1}').
 TRAIN = json.loads(os.environ.get("FLYWHEEL_BENCH_BASE_TRAIN", "{}"))
 MIX = os.environ.get("FLYWHEEL_BENCH_BASE_MIX", "demo")  # or "uniform": every intent alike
 # Repeat the rows of rare intents up to this factor, as the trainer's intent balancing does.

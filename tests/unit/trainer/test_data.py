@@ -11,6 +11,7 @@ import pytest
 from flywheel.services.trainer.data import (
     BatchDataError,
     eval_item,
+    balance_intents,
     load_batch,
     manifest_intents,
     masked_spans,
@@ -139,3 +140,21 @@ def test_manifest_intents_map_the_rows_content_hashes(tmp_path: Path) -> None:
         {"kind": "dpo", "content_hash": "x", "intent": "refund"}]}))
     assert manifest_intents(manifest) == {row_key(a): "cancel_order", row_key(b): "", "c": ""}
     assert manifest_intents(tmp_path / "missing.json") == {}
+
+
+def test_balance_intents_repeats_rows_by_their_manifest_intent(tmp_path: Path) -> None:
+    cancels = [_sft_row(f"Order {n} is cancelled.") for n in range(12)]
+    shipping = [_sft_row("Shipping is free.")]
+    other = _sft_row("Something else.")
+    data = load_batch(str(_write(tmp_path, cancels + shipping + [other])), None)
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"examples": [
+        *({"kind": "sft", "content_hash": row_key(r), "intent": "cancel_order"} for r in cancels),
+        {"kind": "sft", "content_hash": row_key(shipping[0]), "intent": "shipping_cost"}]}))
+    counts = balance_intents(data, [manifest, tmp_path / "missing.json"], 4, seed=3)
+    assert counts == {"": 1, "cancel_order": 12, "shipping_cost": 1}
+    assert len(data.sft) == len(data.sft_keys) == 12 + 4 + 1  # shipping repeated 4x, other once
+    assert data.sft_keys.count(row_key(shipping[0])) == 4
+    assert data.sft_keys.count(row_key(other)) == 1
+    for row, key in zip(data.sft, data.sft_keys):  # rows and keys stay aligned
+        assert (row["messages"][-1]["content"] == "Shipping is free.") == (key == row_key(shipping[0]))
