@@ -13,12 +13,13 @@ one's lease expires):
    in ``training`` with the lock's fencing token;
 2. data: read the batch files (hash-checked), top up replay from earlier batches when the
    batch holds less than its replay share, hold out a share of the pairs;
-3. train: ``prepare_model`` on the current release's merged weights (or the base model for
-   the first version) attaches a new LoRA; masked SFT, then DPO with the adapter switched off
+3. train: ``prepare_model`` on the start point's merged weights (``registry.start_point``: the
+   newest gated version not turned down, else the release, else the base model) attaches a
+   new LoRA; masked SFT, then DPO with the adapter switched off
    as the reference and an SFT term on the chosen answers;
 4. save: adapter (with ``train_config.json``) and merged weights into
    ``<data_dir>/artifacts/models/<line>/v<N>-<sha256[:16]>/{adapter,merged}``;
-5. evaluate candidate and release on the same prompts, apply the gate;
+5. evaluate candidate and start point on the same prompts, apply the gate;
 6. registry ``candidate`` or ``rejected`` with every number, then ``models.candidates``.
 
 Any error inside 2-6 marks the version ``failed`` with the reason; the lock is released in
@@ -238,7 +239,7 @@ def _locked(ctx: JobContext, batch: DatasetBatch, line: str, token: int, keeper:
     if action.kind == "skip":
         log.info("batch_skipped", line=line, batch_id=batch.batch_id, reason=action.reason)
         return JobOutcome("skipped", line, batch.batch_id, action.version, action.reason)
-    release = registry.current_release(ctx.engine, line, base_dir)
+    release = registry.start_point(ctx.engine, line, base_dir, ctx.trainer.start_from)
     version = registry.start_version(
         ctx.engine, line=line, parent=release, batch_id=batch.batch_id, token=token,
         hyperparameters={"batch": to_dict(batch), "job": {

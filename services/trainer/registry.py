@@ -93,6 +93,38 @@ def current_release(engine: Engine, line: str, base_dir: Path) -> ReleaseRef:
                           tuple(row.batch_ids or ()))
 
 
+#: Statuses a new version may start from: gated and not (yet) turned down.
+START_STATUSES = (ModelStatus.CANDIDATE, ModelStatus.CANARY, ModelStatus.RELEASED)
+
+
+def start_point(engine: Engine, line: str, base_dir: Path, mode: str = "newest") -> ReleaseRef:
+    """Where the next version of ``line`` starts.
+
+    ``release``: the current release (``current_release``). ``newest``: the newest version
+    that passed its gate and was not turned down since (``candidate``, ``canary`` or
+    ``released``), newer than the release and descending from it (its batches extend the
+    release's); the release when there is none. Batches that arrive while a candidate waits
+    for export or sits in canary then build on it instead of becoming its siblings.
+    """
+    if mode not in ("newest", "release"):
+        raise ValueError(f"unknown start point mode {mode!r} (newest or release)")
+    release = current_release(engine, line, base_dir)
+    if mode == "release":
+        return release
+    with session_scope(engine) as s:
+        query = (select(ModelVersion)
+                 .where(ModelVersion.line == line, ModelVersion.status.in_(START_STATUSES))
+                 .order_by(ModelVersion.version.desc()))
+        if release.version is not None:
+            query = query.where(ModelVersion.version > release.version)
+        for row in s.execute(query).scalars():
+            lineage = tuple(row.batch_ids or ())
+            if not row.merged_path or lineage[:len(release.batch_ids)] != release.batch_ids:
+                continue
+            return ReleaseRef(line, row.version, Path(row.merged_path), row.base_model, lineage)
+    return release
+
+
 # -- versions -------------------------------------------------------------------------------------
 
 

@@ -38,6 +38,10 @@ class TrainerSettings(BaseSettings):
                                       "(unset: as long as it takes).")
     max_job_s: float = Field(3600.0, gt=0, description="Longest job; bounds the consumer's "
                              "poll interval so a long job does not lose its partition.")
+    start_from: Literal["newest", "release"] = Field(
+        "newest", description="What a new version trains on: the newest gated version that "
+        "was not turned down (a candidate waiting for export or a canary, else the release), or "
+        "always the current release (later candidates are then siblings of one in canary).")
     poll_timeout_s: float = Field(1.0, gt=0, description="Consumer poll timeout.")
     seed: int = Field(0, description="Seed of sampling order, LoRA init and dropout.")
     lora_r: int = Field(16, ge=1, description="LoRA rank.")

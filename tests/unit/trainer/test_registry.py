@@ -141,3 +141,42 @@ def test_resolve_version(engine) -> None:  # noqa: ANN001
     with pytest.raises(registry.RegistryError, match="several model lines"):
         registry.resolve_version(engine, "1")
     assert registry.resolve_version(engine, "1", line="other").line == "other"
+
+
+def test_start_point_is_the_newest_gated_descendant_of_the_release(engine) -> None:  # noqa: ANN001
+    base = Path("/base")
+    assert registry.start_point(engine, LINE, base).version is None
+    v1 = _start(engine, "b1")
+    _finish(engine, v1, 1)
+    # v1 waits for export: the next batch builds on it, not on the base model.
+    point = registry.start_point(engine, LINE, base)
+    assert (point.version, point.model_dir, point.batch_ids) == (1, Path("/a/v1/merged"), ("b1",))
+    assert registry.start_point(engine, LINE, base, "release").version is None
+    registry.set_status(engine, LINE, v1, "released")
+    v2 = registry.start_version(engine, line=LINE, parent=registry.start_point(engine, LINE, base),
+                                batch_id="b2", hyperparameters={}, token=2)
+    _finish(engine, v2, 2)
+    registry.set_status(engine, LINE, v2, "canary")
+    v3 = registry.start_version(engine, line=LINE, parent=registry.start_point(engine, LINE, base),
+                                batch_id="b3", hyperparameters={}, token=3)
+    assert registry.get_version(engine, LINE, v3).parent_version == 2
+    _finish(engine, v3, 3, passed=False)  # rejected: never a start point
+    point = registry.start_point(engine, LINE, base)
+    assert (point.version, point.batch_ids) == (2, ("b1", "b2"))
+    assert registry.start_point(engine, LINE, base, "release").version == 1
+    registry.set_status(engine, LINE, v2, "rolled_back")
+    assert registry.start_point(engine, LINE, base).version == 1
+
+
+def test_start_point_skips_versions_that_do_not_descend_from_the_release(engine) -> None:  # noqa: ANN001
+    base = Path("/base")
+    v1 = _start(engine, "b1")  # on the base model
+    _finish(engine, v1, 1)
+    v2 = registry.start_version(engine, line=LINE, parent=registry.current_release(engine, LINE, base),
+                                batch_id="b2", hyperparameters={}, token=2)
+    _finish(engine, v2, 2)  # a sibling of v1, both on the base model
+    registry.set_status(engine, LINE, v1, "released")
+    # v2 is newer, but it lacks v1's batch: starting from it would drop what v1 learned.
+    assert registry.start_point(engine, LINE, base).version == 1
+    with pytest.raises(ValueError, match="unknown start point mode"):
+        registry.start_point(engine, LINE, base, "oldest")
