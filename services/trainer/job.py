@@ -36,7 +36,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,10 +203,14 @@ def candidate_event(row: Any) -> ModelCandidate:
 # -- the job --------------------------------------------------------------------------------------
 
 
-def run_batch(ctx: JobContext, batch: DatasetBatch, *, retry_failed: bool = False,
-              force: bool = False) -> JobOutcome:
+def run_batch(ctx: JobContext, batch: DatasetBatch, *, earlier: Sequence[DatasetBatch] = (),
+              retry_failed: bool = False, force: bool = False) -> JobOutcome:
     """Train, evaluate and gate one batch under the line's lock; see the module docstring.
 
+    ``earlier``: batches announced before ``batch`` that were still waiting when the job
+    started (a trainer catching up, ``MAX_BATCHES_PER_JOB``); they are trained in the same job
+    unless the start point already holds them, and come before ``batch`` in the lineage.
+    ``batch`` is the job's own batch (retries and re-announcements are decided by it).
     ``retry_failed`` trains a batch whose last attempt failed; ``force`` trains it even when
     a finished version exists (see ``decide_batch_action``).
 
@@ -219,14 +223,15 @@ def run_batch(ctx: JobContext, batch: DatasetBatch, *, retry_failed: bool = Fals
     token = _acquire(ctx, lock, line)
     try:
         with _LockKeeper(lock, ctx.trainer.lock_ttl_s) as keeper:
-            return _locked(ctx, batch, line, token, keeper, retry_failed, force)
+            return _locked(ctx, batch, list(earlier), line, token, keeper, retry_failed,
+                           force)
     finally:
         lock.release()
         log.info("lock_released", line=line, token=token)
 
 
-def _locked(ctx: JobContext, batch: DatasetBatch, line: str, token: int, keeper: _LockKeeper,
-            retry_failed: bool, force: bool) -> JobOutcome:
+def _locked(ctx: JobContext, batch: DatasetBatch, earlier: list[DatasetBatch], line: str,
+            token: int, keeper: _LockKeeper, retry_failed: bool, force: bool) -> JobOutcome:
     base_dir = ctx.trainer.base_dir(ctx.settings)
     registry.ensure_line(ctx.engine, line, str(base_dir))
     action = decide_batch_action(registry.attempts_for_batch(ctx.engine, line, batch.batch_id),
@@ -240,13 +245,19 @@ def _locked(ctx: JobContext, batch: DatasetBatch, line: str, token: int, keeper:
         log.info("batch_skipped", line=line, batch_id=batch.batch_id, reason=action.reason)
         return JobOutcome("skipped", line, batch.batch_id, action.version, action.reason)
     release = registry.start_point(ctx.engine, line, base_dir, ctx.trainer.start_from)
+    held = set(release.batch_ids) | {batch.batch_id}
+    earlier = [b for b in _unique(earlier) if b.batch_id not in held]
+    hyper: dict[str, Any] = {"batch": to_dict(batch), "job": {
+        "host": socket.gethostname(), "pid": os.getpid()}}
+    if earlier:
+        hyper["earlier_batches"] = [to_dict(b) for b in earlier]
     version = registry.start_version(
         ctx.engine, line=line, parent=release, batch_id=batch.batch_id, token=token,
-        hyperparameters={"batch": to_dict(batch), "job": {
-            "host": socket.gethostname(), "pid": os.getpid()}})
+        hyperparameters=hyper, earlier=[b.batch_id for b in earlier])
     log.info("training_started", line=line, version=version, batch_id=batch.batch_id,
-             parent_version=release.version, start_from=str(release.model_dir), token=token)
-    job = _Job(ctx, batch, line, version, token, release, keeper)
+             earlier_batches=[b.batch_id for b in earlier], parent_version=release.version,
+             start_from=str(release.model_dir), token=token)
+    job = _Job(ctx, batch, line, version, token, release, keeper, earlier)
     try:
         outcome = job.run()
     except BaseException as exc:
@@ -258,6 +269,17 @@ def _locked(ctx: JobContext, batch: DatasetBatch, line: str, token: int, keeper:
     if ctx.publish is not None and outcome.event is not None:
         ctx.publish(outcome.event)
     return outcome
+
+
+def _unique(batches: Sequence[DatasetBatch]) -> list[DatasetBatch]:
+    """The batches in order, each id once (a redelivered announcement repeats one)."""
+    seen: set[str] = set()
+    out = []
+    for b in batches:
+        if b.batch_id not in seen:
+            seen.add(b.batch_id)
+            out.append(b)
+    return out
 
 
 def _republish(ctx: JobContext, line: str, batch_id: str, version: int | None,
@@ -304,9 +326,11 @@ class _Job:
     """The training part of a job, from data to the recorded verdict."""
 
     def __init__(self, ctx: JobContext, batch: DatasetBatch, line: str, version: int, token: int,
-                 release: registry.ReleaseRef, keeper: _LockKeeper) -> None:
+                 release: registry.ReleaseRef, keeper: _LockKeeper,
+                 earlier: Sequence[DatasetBatch] = ()) -> None:
         self.ctx, self.batch, self.line, self.version, self.token = ctx, batch, line, version, token
         self.release, self.keeper = release, keeper
+        self.batches = [*earlier, batch]  # every batch this job trains, oldest first
         self.timings: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.staging: Path | None = None
@@ -347,8 +371,11 @@ class _Job:
     # -- data
 
     def _data(self) -> tuple[BatchData, list[dict[str, Any]], dict[str, Any]]:
-        b = self.batch
-        data = load_batch(b.sft_path or None, b.dpo_path or None, b.eval_set_path or None)
+        data = BatchData()
+        for b in self.batches:
+            part = load_batch(b.sft_path or None, b.dpo_path or None, b.eval_set_path or None)
+            for name in ("sft", "sft_keys", "dpo", "dpo_keys", "eval_items"):
+                getattr(data, name).extend(getattr(part, name))
         replay_added = self._top_up_replay(data)
         trainer = self.ctx.trainer
         balanced = self._balance_intents(data)
@@ -358,7 +385,7 @@ class _Job:
         data.dpo = [data.dpo[i] for i in train_idx]
         notes = {"sft_rows": len(data.sft), "dpo_pairs": len(data.dpo),
                  "heldout_pairs": len(heldout), "eval_items": len(data.eval_items),
-                 "replay_included": int(b.counts.get("replay_sft", 0)),
+                 "batches": len(self.batches), "replay_included": self._replay_included(),
                  "replay_added": replay_added, "replay_share": self._replay_target(),
                  "intent_repeats": balanced}
         return data, heldout, notes
@@ -368,7 +395,7 @@ class _Job:
         factor = self.ctx.trainer.balance_intents
         if factor <= 1 or not data.sft:
             return 0
-        paths = [self.batch.manifest_path] if self.batch.manifest_path else []
+        paths = [b.manifest_path for b in self.batches if b.manifest_path]
         paths += [registry.manifest_path(self.ctx.artifacts, self.line, b)
                   for b in self.release.batch_ids]
         before = len(data.sft)
@@ -378,10 +405,13 @@ class _Job:
         return len(data.sft) - before
 
     def _replay_target(self) -> float:
-        return max(float(self.batch.replay_share), self.ctx.trainer.replay_share)
+        return max([float(b.replay_share) for b in self.batches] + [self.ctx.trainer.replay_share])
+
+    def _replay_included(self) -> int:
+        return sum(int(b.counts.get("replay_sft", 0)) for b in self.batches)
 
     def _top_up_replay(self, data: BatchData) -> int:
-        included = int(self.batch.counts.get("replay_sft", 0))
+        included = self._replay_included()
         want = replay_top_up(len(data.sft), included, self._replay_target())
         if want == 0 or not self.release.batch_ids:
             return 0

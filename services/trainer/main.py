@@ -7,8 +7,9 @@ Run::
 Settings come from ``FLYWHEEL_*`` (broker, Redis, database, data dir, topic prefix) and
 ``FLYWHEEL_TRAINER_*`` (model line, base model, lock, budget, eval set, gate margins, judge).
 
-A kafka-python consumer in group ``<prefix>-trainer`` reads ``datasets.batches`` one record at
-a time and commits its offset only after the job's outcome is in the registry (and announced
+A kafka-python consumer in group ``<prefix>-trainer`` reads ``datasets.batches`` (one record
+per job, or up to ``FLYWHEEL_TRAINER_MAX_BATCHES_PER_JOB`` waiting records trained together)
+and commits the offsets only after the job's outcome is in the registry (and announced
 on ``models.candidates``): a trainer that crashes mid-job gets the batch again, and the
 registry turns the redelivery into a retry of that batch (or a re-announcement when it had
 finished). Batches of other model lines are skipped. SIGTERM/SIGINT stop the job between two
@@ -35,13 +36,13 @@ def consumer_group(settings: Settings) -> str:
 
 
 def make_consumer(settings: Settings, trainer: Any) -> Any:
-    """A manual-commit consumer of datasets.batches, one record per poll."""
+    """A manual-commit consumer of datasets.batches, ``max_batches_per_job`` records per poll."""
     from kafka import KafkaConsumer
 
     return KafkaConsumer(
         settings.topic("datasets.batches"), bootstrap_servers=settings.kafka(),
         group_id=consumer_group(settings), client_id=f"{settings.service_name}-consumer",
-        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=1,
+        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=trainer.max_batches_per_job,
         max_poll_interval_ms=int(trainer.max_job_s * 1000), session_timeout_ms=10_000,
         heartbeat_interval_ms=3_000)
 
@@ -89,14 +90,11 @@ def _dead_letter(settings: Settings, record: Any, exc: Exception) -> None:
         producer.close()
 
 
-def handle_record(ctx: Any, record: Any) -> str:
-    """Decode one datasets.batches record and run its job; returns the outcome kind.
-
-    Undecodable records go to the dead-letter topic. Returns only once the outcome is
-    recorded, so the caller may commit the offset.
-    """
+def _batch_of(ctx: Any, record: Any) -> tuple[Any, str]:
+    """(the record's DatasetBatch, "batch") when it is this trainer's line; else (None,
+    "dead_letter") for an undecodable record (sent to the dead-letter topic) or (None,
+    "other_line")."""
     from flywheel.events.codec import decode
-    from flywheel.services.trainer.job import run_batch
     from flywheel.v1.datasets_pb2 import DatasetBatch
 
     bound = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
@@ -105,30 +103,56 @@ def handle_record(ctx: Any, record: Any) -> str:
     except EventDecodeError as exc:
         log.error("batch_undecodable", error=str(exc), **bound)
         _dead_letter(ctx.settings, record, exc)
-        return "dead_letter"
+        return None, "dead_letter"
     if batch.model_line != ctx.trainer.model_line:
         log.info("batch_other_line", line=batch.model_line, batch_id=batch.batch_id, **bound)
-        return "other_line"
+        return None, "other_line"
     log.info("batch_received", batch_id=batch.batch_id, version=batch.version,
              event_id=batch.envelope.event_id, counts=dict(batch.counts), **bound)
-    outcome = run_batch(ctx, batch)
-    log.info("batch_done", batch_id=batch.batch_id, outcome=outcome.kind,
-             model_version=outcome.version, reason=outcome.reason, **bound)
+    return batch, "batch"
+
+
+def handle_records(ctx: Any, records: list[Any]) -> str:
+    """Decode datasets.batches records and train this line's batches in one job; returns the
+    outcome kind (``dead_letter`` / ``other_line`` when no batch of this line is among them).
+
+    The newest batch is the job's own, the others are trained with it (``run_batch``'s
+    ``earlier``). Returns only once the outcome is recorded, so the caller may commit.
+    """
+    from flywheel.services.trainer.job import run_batch
+
+    kinds = []
+    batches = []
+    for record in records:
+        batch, kind = _batch_of(ctx, record)
+        if batch is None:
+            kinds.append(kind)
+        else:
+            batches.append(batch)
+    if not batches:
+        return kinds[-1] if kinds else "empty"
+    *earlier, own = batches
+    outcome = run_batch(ctx, own, earlier=earlier)
+    log.info("batch_done", batch_id=own.batch_id, earlier=[b.batch_id for b in earlier],
+             outcome=outcome.kind, model_version=outcome.version, reason=outcome.reason)
     return outcome.kind
 
 
 def consume(ctx: Any, consumer: Any, stop: threading.Event) -> None:
-    """Poll, run, commit; until ``stop`` is set."""
+    """Poll up to ``max_batches_per_job`` records, run one job, commit; until ``stop`` is set."""
     from kafka import TopicPartition
     from kafka.structs import OffsetAndMetadata
 
     while not stop.is_set():
-        polled = consumer.poll(timeout_ms=int(ctx.trainer.poll_timeout_s * 1000), max_records=1)
-        for tp, records in polled.items():
-            for record in records:
-                handle_record(ctx, record)
-                consumer.commit({TopicPartition(tp.topic, tp.partition):
-                                 OffsetAndMetadata(record.offset + 1, "", -1)})
+        polled = consumer.poll(timeout_ms=int(ctx.trainer.poll_timeout_s * 1000),
+                               max_records=ctx.trainer.max_batches_per_job)
+        records = [r for rs in polled.values() for r in rs]
+        if not records:
+            continue
+        handle_records(ctx, records)
+        consumer.commit({TopicPartition(tp.topic, tp.partition):
+                         OffsetAndMetadata(rs[-1].offset + 1, "", -1)
+                         for tp, rs in polled.items() if rs})
 
 
 def build_context(settings: Settings, trainer: Any, publish: Callable[[Any], None] | None,

@@ -160,8 +160,13 @@ def attempts_for_batch(engine: Engine, line: str, batch_id: str) -> list[Attempt
 
 
 def start_version(engine: Engine, *, line: str, parent: ReleaseRef, batch_id: str,
-                  hyperparameters: Mapping[str, Any], token: int) -> int:
-    """Insert the next version of ``line`` in ``training`` and return its number."""
+                  hyperparameters: Mapping[str, Any], token: int,
+                  earlier: Sequence[str] = ()) -> int:
+    """Insert the next version of ``line`` in ``training`` and return its number.
+
+    Its lineage is the parent's batches, then ``earlier`` (batches trained in the same job),
+    then ``batch_id`` (the job's own batch, last).
+    """
     for _ in range(5):
         try:
             with session_scope(engine) as s:
@@ -172,7 +177,8 @@ def start_version(engine: Engine, *, line: str, parent: ReleaseRef, batch_id: st
                                                     "fencing_token": token}}
                 s.add(ModelVersion(
                     line=line, version=version, parent_version=parent.version,
-                    base_model=parent.base_model, batch_ids=[*parent.batch_ids, batch_id],
+                    base_model=parent.base_model,
+                    batch_ids=[*parent.batch_ids, *earlier, batch_id],
                     hyperparameters=hyper, status=ModelStatus.TRAINING,
                     status_history=[_entry("training", f"batch {batch_id}", token=token)]))
             return version

@@ -42,6 +42,10 @@ class TrainerSettings(BaseSettings):
         "newest", description="What a new version trains on: the newest gated version that "
         "was not turned down (a candidate waiting for export or a canary, else the release), or "
         "always the current release (later candidates are then siblings of one in canary).")
+    max_batches_per_job: int = Field(
+        4, ge=1, le=64, description="Announcements a job takes at once when several are "
+        "waiting (a trainer behind the curator catches up in one job instead of one job per "
+        "batch, each on stale data); 1: one job per batch.")
     poll_timeout_s: float = Field(1.0, gt=0, description="Consumer poll timeout.")
     seed: int = Field(0, description="Seed of sampling order, LoRA init and dropout.")
     lora_r: int = Field(16, ge=1, description="LoRA rank.")

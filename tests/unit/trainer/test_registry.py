@@ -180,3 +180,12 @@ def test_start_point_skips_versions_that_do_not_descend_from_the_release(engine)
     assert registry.start_point(engine, LINE, base).version == 1
     with pytest.raises(ValueError, match="unknown start point mode"):
         registry.start_point(engine, LINE, base, "oldest")
+
+
+def test_batches_trained_together_come_before_the_jobs_own_batch(engine) -> None:  # noqa: ANN001
+    v1 = _start(engine, "b1")
+    _finish(engine, v1, 1)
+    v2 = registry.start_version(engine, line=LINE, parent=registry.start_point(engine, LINE, Path("/b")),
+                                batch_id="b4", hyperparameters={}, token=2, earlier=["b2", "b3"])
+    row = registry.get_version(engine, LINE, v2)
+    assert row.batch_ids == ["b1", "b2", "b3", "b4"] and registry.own_batch(row) == "b4"

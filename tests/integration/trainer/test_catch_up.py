@@ -1,0 +1,70 @@
+"""A trainer behind the curator trains the waiting batches in one job, on top of the newest
+gated version.
+
+Real broker, Redis and SQLite; the first test runs the trainer process (its consumer), the
+second ``run_batch`` in this process.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from flywheel.db.engine import make_engine, migrate
+from flywheel.services.trainer import registry
+from flywheel.services.trainer.demo import shop_dpo_rows, shop_sft_rows, write_batch
+from flywheel.services.trainer.job import run_batch
+from flywheel.services.trainer.main import consumer_group
+
+from .conftest import LINE, announce
+
+pytestmark = [pytest.mark.slow, pytest.mark.ml]
+
+QUICK = {"max_sft_steps": 6, "max_dpo_steps": 2, "slice_size": 0, "eval_set_size": 16}
+
+
+def test_waiting_batches_are_trained_in_one_job(make_settings, trainer_process,  # noqa: ANN001
+                                                candidates) -> None:
+    from flywheel.kafka.admin import group_offsets
+
+    settings = make_settings()
+    migrate(settings.database())
+    artifacts = settings.data_dir / "artifacts"
+    batches = [write_batch(artifacts, LINE, n, sft=shop_sft_rows(40 + n, seed=n),
+                           dpo=shop_dpo_rows(12, seed=10 + n)) for n in (1, 2, 3)]
+    for batch in batches:  # all three wait before the trainer starts
+        announce(settings, batch)
+    reader = candidates(settings)
+    proc = trainer_process(settings, max_batches_per_job=4, **QUICK)
+
+    [candidate] = reader.wait_for(1, timeout_s=600, proc=proc)
+    assert candidate.version == 1
+    assert list(candidate.batch_ids) == [b.batch_id for b in batches]
+    engine = make_engine(settings.database())
+    row = registry.get_version(engine, LINE, 1)
+    data = row.hyperparameters["data"]
+    assert data["batches"] == 3
+    assert data["sft_rows"] == 41 + 42 + 43
+    assert data["dpo_pairs"] + data["heldout_pairs"] == 36
+    assert [b["batch_id"] for b in row.hyperparameters["earlier_batches"]] == [
+        b.batch_id for b in batches[:2]]
+    assert registry.own_batch(row) == batches[2].batch_id
+    engine.dispose()
+    # Every record of the job is committed, so none is trained again.
+    offsets = group_offsets(settings.kafka(), consumer_group(settings))
+    assert sum(offsets.values()) == 3, offsets
+
+
+def test_a_batch_the_start_point_holds_is_not_trained_again(job_context) -> None:  # noqa: ANN001
+    ctx = job_context(**QUICK)
+    b1, b2, b3 = (write_batch(ctx.artifacts, LINE, n, sft=shop_sft_rows(30 + n, seed=20 + n))
+                  for n in (1, 2, 3))
+    first = run_batch(ctx, b1)
+    assert first.kind in ("candidate", "rejected") and first.version == 1
+    # Stand-in for the exporter: v1 is in canary, so it is the start point.
+    registry.set_status(ctx.engine, LINE, 1, "canary", "put on canary by the test")
+    # A redelivery lists b1 again, with b2 twice.
+    second = run_batch(ctx, b3, earlier=[b1, b2, b2])
+    row = registry.get_version(ctx.engine, LINE, second.version)
+    assert (row.parent_version, row.batch_ids) == (1, [b1.batch_id, b2.batch_id, b3.batch_id])
+    assert row.hyperparameters["data"]["batches"] == 2
+    assert row.hyperparameters["data"]["sft_rows"] == 32 + 33
