@@ -236,9 +236,13 @@ def _locked(ctx: JobContext, batch: DatasetBatch, earlier: list[DatasetBatch], l
     registry.ensure_line(ctx.engine, line, str(base_dir))
     action = decide_batch_action(registry.attempts_for_batch(ctx.engine, line, batch.batch_id),
                                  retry_failed=retry_failed, force=force)
-    if action.abandon:
-        registry.abandon_versions(ctx.engine, line, action.abandon, token)
-        log.warning("versions_abandoned", line=line, versions=list(action.abandon))
+    # Under the lock, any version still in ``training`` belongs to a job that died: the batch's
+    # own attempts (``action.abandon``) and those of a dead job whose batches now arrive with a
+    # newer one as their own (catch-up).
+    abandon = sorted({*action.abandon, *registry.training_versions(ctx.engine, line)})
+    if abandon:
+        registry.abandon_versions(ctx.engine, line, abandon, token)
+        log.warning("versions_abandoned", line=line, versions=abandon)
     if action.kind == "republish":
         return _republish(ctx, line, batch.batch_id, action.version, action.reason)
     if action.kind == "skip":

@@ -42,7 +42,8 @@ def make_consumer(settings: Settings, trainer: Any) -> Any:
     return KafkaConsumer(
         settings.topic("datasets.batches"), bootstrap_servers=settings.kafka(),
         group_id=consumer_group(settings), client_id=f"{settings.service_name}-consumer",
-        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=trainer.max_batches_per_job,
+        enable_auto_commit=False, auto_offset_reset="earliest",
+        max_poll_records=trainer.max_batches_per_job,
         max_poll_interval_ms=int(trainer.max_job_s * 1000), session_timeout_ms=10_000,
         heartbeat_interval_ms=3_000)
 

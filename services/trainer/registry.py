@@ -254,6 +254,13 @@ def fail_version(engine: Engine, line: str, version: int, reason: str, *, kind: 
         return True
 
 
+def training_versions(engine: Engine, line: str) -> list[int]:
+    """Versions of ``line`` in ``training`` (called under the line's lock: a dead job's)."""
+    with session_scope(engine) as s:
+        return list(s.execute(select(ModelVersion.version).where(
+            ModelVersion.line == line, ModelVersion.status == ModelStatus.TRAINING)).scalars())
+
+
 def abandon_versions(engine: Engine, line: str, versions: Iterable[int], token: int) -> list[int]:
     """Fail versions left in ``training`` by a trainer whose lock expired (it died)."""
     done = []

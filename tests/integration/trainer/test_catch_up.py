@@ -62,8 +62,15 @@ def test_a_batch_the_start_point_holds_is_not_trained_again(job_context) -> None
     assert first.kind in ("candidate", "rejected") and first.version == 1
     # Stand-in for the exporter: v1 is in canary, so it is the start point.
     registry.set_status(ctx.engine, LINE, 1, "canary", "put on canary by the test")
-    # A redelivery lists b1 again, with b2 twice.
+    # A job over b2 alone died mid-training (its version stays ``training``); the redelivery
+    # lists b1 again, b2 twice, and b3 as its own batch.
+    dead = registry.start_version(ctx.engine, line=LINE, parent=registry.start_point(
+        ctx.engine, LINE, ctx.trainer.base_dir(ctx.settings)), batch_id=b2.batch_id,
+        hyperparameters={}, token=0)
     second = run_batch(ctx, b3, earlier=[b1, b2, b2])
+    dead_row = registry.get_version(ctx.engine, LINE, dead)
+    assert registry.status_of(dead_row) == "failed"
+    assert dead_row.status_history[-1]["kind"] == "abandoned"
     row = registry.get_version(ctx.engine, LINE, second.version)
     assert (row.parent_version, row.batch_ids) == (1, [b1.batch_id, b2.batch_id, b3.batch_id])
     assert row.hyperparameters["data"]["batches"] == 2
