@@ -243,11 +243,20 @@ def _locked(ctx: JobContext, batch: DatasetBatch, earlier: list[DatasetBatch], l
     if abandon:
         registry.abandon_versions(ctx.engine, line, abandon, token)
         log.warning("versions_abandoned", line=line, versions=abandon)
-    if action.kind == "republish":
-        return _republish(ctx, line, batch.batch_id, action.version, action.reason)
-    if action.kind == "skip":
-        log.info("batch_skipped", line=line, batch_id=batch.batch_id, reason=action.reason)
-        return JobOutcome("skipped", line, batch.batch_id, action.version, action.reason)
+    if action.kind in ("republish", "skip"):
+        if action.kind == "republish":
+            outcome = _republish(ctx, line, batch.batch_id, action.version, action.reason)
+        else:
+            log.info("batch_skipped", line=line, batch_id=batch.batch_id, reason=action.reason)
+            outcome = JobOutcome("skipped", line, batch.batch_id, action.version, action.reason)
+        # The batches that came with it are not lost with it: those no finished version holds
+        # are trained in a job of their own.
+        rest = registry.untrained(ctx.engine, line, [b.batch_id for b in _unique(earlier)])
+        rest_batches = [b for b in _unique(earlier) if b.batch_id in rest]
+        if not rest_batches:
+            return outcome
+        return _locked(ctx, rest_batches[-1], rest_batches[:-1], line, token, keeper,
+                       False, False)
     release = registry.start_point(ctx.engine, line, base_dir, ctx.trainer.start_from)
     held = set(release.batch_ids) | {batch.batch_id}
     earlier = [b for b in _unique(earlier) if b.batch_id not in held]

@@ -28,7 +28,7 @@ from flywheel.db.engine import session_scope
 from flywheel.db.models import DatasetBatch, ModelLine, ModelStatus, ModelVersion
 from flywheel.db.types import utcnow
 from flywheel.errors import FlywheelError
-from flywheel.services.trainer.logic.planning import Attempt
+from flywheel.services.trainer.logic.planning import DONE_STATUSES, Attempt
 
 
 class RegistryError(FlywheelError):
@@ -252,6 +252,17 @@ def fail_version(engine: Engine, line: str, version: int, reason: str, *, kind: 
                                                                   token=token)]
         s.add(row)
         return True
+
+
+def untrained(engine: Engine, line: str, batch_ids: Sequence[str]) -> set[str]:
+    """The ``batch_ids`` no finished version of ``line`` holds in its lineage (failed and
+    ``training`` versions do not count)."""
+    finished = [ModelStatus(status) for status in DONE_STATUSES]
+    with session_scope(engine) as s:
+        lineages = s.execute(select(ModelVersion.batch_ids).where(
+            ModelVersion.line == line, ModelVersion.status.in_(finished))).scalars()
+        held = {b for lineage in lineages for b in (lineage or ())}
+    return {b for b in batch_ids if b not in held}
 
 
 def training_versions(engine: Engine, line: str) -> list[int]:

@@ -75,3 +75,23 @@ def test_a_batch_the_start_point_holds_is_not_trained_again(job_context) -> None
     assert (row.parent_version, row.batch_ids) == (1, [b1.batch_id, b2.batch_id, b3.batch_id])
     assert row.hyperparameters["data"]["batches"] == 2
     assert row.hyperparameters["data"]["sft_rows"] == 32 + 33
+
+
+def test_batches_that_came_with_a_skipped_batch_are_trained_on_their_own(job_context) -> None:  # noqa: ANN001
+    from pathlib import Path
+
+    ctx = job_context(**QUICK)
+    b1, b2 = (write_batch(ctx.artifacts, LINE, n, sft=shop_sft_rows(30 + n, seed=40 + n))
+              for n in (1, 2))
+    sft = Path(b2.sft_path)
+    kept = sft.read_bytes()
+    sft.write_bytes(kept[: len(kept) // 2])  # altered: b2 fails on its own
+    assert run_batch(ctx, b2).kind == "failed"
+    sft.write_bytes(kept)
+    # b2 and b1 arrive together with b2 as the job's own batch: b2 is skipped (it failed; the
+    # operator retries it by hand), b1 must not be dropped with it.
+    outcome = run_batch(ctx, b2, earlier=[b1])
+    assert outcome.kind in ("candidate", "rejected"), outcome
+    row = registry.get_version(ctx.engine, LINE, outcome.version)
+    assert row.batch_ids == [b1.batch_id]
+    assert registry.untrained(ctx.engine, LINE, [b1.batch_id, b2.batch_id]) == {b2.batch_id}
