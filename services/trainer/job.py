@@ -223,7 +223,7 @@ def run_batch(ctx: JobContext, batch: DatasetBatch, *, earlier: Sequence[Dataset
     token = _acquire(ctx, lock, line)
     try:
         with _LockKeeper(lock, ctx.trainer.lock_ttl_s) as keeper:
-            return _locked(ctx, batch, list(earlier), line, token, keeper, retry_failed,
+            return _locked(ctx, batch, _unique(earlier), line, token, keeper, retry_failed,
                            force)
     finally:
         lock.release()
@@ -251,15 +251,15 @@ def _locked(ctx: JobContext, batch: DatasetBatch, earlier: list[DatasetBatch], l
             outcome = JobOutcome("skipped", line, batch.batch_id, action.version, action.reason)
         # The batches that came with it are not lost with it: those no finished version holds
         # are trained in a job of their own.
-        rest = registry.untrained(ctx.engine, line, [b.batch_id for b in _unique(earlier)])
-        rest_batches = [b for b in _unique(earlier) if b.batch_id in rest]
+        rest = registry.untrained(ctx.engine, line, [b.batch_id for b in earlier])
+        rest_batches = [b for b in earlier if b.batch_id in rest]
         if not rest_batches:
             return outcome
         return _locked(ctx, rest_batches[-1], rest_batches[:-1], line, token, keeper,
                        False, False)
     release = registry.start_point(ctx.engine, line, base_dir, ctx.trainer.start_from)
     held = set(release.batch_ids) | {batch.batch_id}
-    earlier = [b for b in _unique(earlier) if b.batch_id not in held]
+    earlier = [b for b in earlier if b.batch_id not in held]
     hyper: dict[str, Any] = {"batch": to_dict(batch), "job": {
         "host": socket.gethostname(), "pid": os.getpid()}}
     if earlier:
@@ -286,13 +286,7 @@ def _locked(ctx: JobContext, batch: DatasetBatch, earlier: list[DatasetBatch], l
 
 def _unique(batches: Sequence[DatasetBatch]) -> list[DatasetBatch]:
     """The batches in order, each id once (a redelivered announcement repeats one)."""
-    seen: set[str] = set()
-    out = []
-    for b in batches:
-        if b.batch_id not in seen:
-            seen.add(b.batch_id)
-            out.append(b)
-    return out
+    return list({b.batch_id: b for b in batches}.values())
 
 
 def _republish(ctx: JobContext, line: str, batch_id: str, version: int | None,
