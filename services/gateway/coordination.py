@@ -2,7 +2,9 @@
 
 One Lua script admits a request in a single round trip: it takes a token from the API key's
 bucket (the algorithm of :func:`flywheel.rediskit.take_tokens`) and, only when that succeeds,
-claims every event id of the request. A claim has two states:
+claims every event id of the request. The script takes several requests of one app at once,
+in order, so the gateway admits every request that arrived in one event-loop iteration with
+one call (:class:`~flywheel.services.gateway.ingest.AdmitBatcher`). A claim has two states:
 
 - ``pending:<request token>`` while the request writes to the broker, expiring after
   ``pending_ttl_s`` so a crashed gateway cannot block an id for long;
@@ -27,31 +29,45 @@ import redis.asyncio as aredis
 NEW, DONE, PENDING = "new", "done", "pending"
 
 _ADMIT = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local pending_ms = tonumber(ARGV[4])
-local token = ARGV[5]
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or burst
-local ts = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-if tokens < 1 then
-  redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
-  redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-  return {0, tostring((1 - tokens) / rate)}
-end
-redis.call('HSET', KEYS[1], 'tokens', tokens - 1, 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-local out = {1, '0'}
-for i = 2, #KEYS do
-  if redis.call('SET', KEYS[i], token, 'NX', 'PX', pending_ms) then
-    out[#out + 1] = 'new'
-  elseif redis.call('GET', KEYS[i]) == 'done' then
-    out[#out + 1] = 'done'
+local now = tonumber(ARGV[1])
+local pending_ms = tonumber(ARGV[2])
+local out = {}
+local k = 1
+local a = 3
+while a <= #ARGV do
+  local rate = tonumber(ARGV[a])
+  local burst = tonumber(ARGV[a + 1])
+  local token = ARGV[a + 2]
+  local n = tonumber(ARGV[a + 3])
+  a = a + 4
+  local bucket = KEYS[k]
+  local state = redis.call('HMGET', bucket, 'tokens', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local ts = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  local allowed = tokens >= 1
+  if allowed then tokens = tokens - 1 end
+  redis.call('HSET', bucket, 'tokens', tokens, 'ts', now)
+  redis.call('PEXPIRE', bucket, math.ceil(burst / rate * 1000) + 1000)
+  if allowed then
+    out[#out + 1] = 1
+    out[#out + 1] = '0'
+    out[#out + 1] = n
+    for i = k + 1, k + n do
+      if redis.call('SET', KEYS[i], token, 'NX', 'PX', pending_ms) then
+        out[#out + 1] = 'new'
+      elseif redis.call('GET', KEYS[i]) == 'done' then
+        out[#out + 1] = 'done'
+      else
+        out[#out + 1] = 'pending'
+      end
+    end
   else
-    out[#out + 1] = 'pending'
+    out[#out + 1] = 0
+    out[#out + 1] = tostring((1 - tokens) / rate)
+    out[#out + 1] = 0
   end
+  k = k + n + 1
 end
 return out
 """
@@ -71,6 +87,18 @@ return #KEYS
 
 
 @dataclass(frozen=True)
+class AdmitRequest:
+    """One request to admit: a token from ``key_id``'s bucket, then a claim per id."""
+
+    key_id: str
+    kind: str
+    ids: list[str]
+    token: str
+    rate_per_s: float
+    burst: int
+
+
+@dataclass(frozen=True)
 class Admission:
     """The outcome of admitting one request: allowed, and each id's claim state."""
 
@@ -82,8 +110,11 @@ class Admission:
 class Coordination(Protocol):
     """What the gateway needs from Redis (an in-memory fake implements it in unit tests)."""
 
-    async def admit(self, app_id: str, key_id: str, kind: str, ids: list[str], token: str,
-                    *, rate_per_s: float, burst: int, pending_ttl_s: float) -> Admission: ...
+    async def admit(self, app_id: str, requests: list[AdmitRequest], *,
+                    pending_ttl_s: float) -> list[Admission]:
+        """Admit the requests of one app in order (as if one after the other); one Admission
+        each. A refused request claims nothing."""
+        ...
 
     async def commit(self, app_id: str, kind: str, ids: list[str], window_s: int) -> None: ...
 
@@ -130,14 +161,23 @@ class RedisCoordination:
         self._release = client.register_script(_RELEASE)
         self._commit = client.register_script(_COMMIT)
 
-    async def admit(self, app_id: str, key_id: str, kind: str, ids: list[str], token: str,
-                    *, rate_per_s: float, burst: int, pending_ttl_s: float) -> Admission:
-        keys = [_bucket_key(app_id, key_id), *(_claim_key(app_id, kind, i) for i in ids)]
-        result = await self._admit(keys=keys, args=[rate_per_s, burst, time.time(),
-                                                    int(pending_ttl_s * 1000), token])
-        allowed = bool(int(result[0]))
-        states = [s.decode() if isinstance(s, bytes) else str(s) for s in result[2:]]
-        return Admission(allowed, float(result[1]), states)
+    async def admit(self, app_id: str, requests: list[AdmitRequest], *,
+                    pending_ttl_s: float) -> list[Admission]:
+        keys: list[str] = []
+        args: list[object] = [time.time(), int(pending_ttl_s * 1000)]
+        for r in requests:
+            keys.append(_bucket_key(app_id, r.key_id))
+            keys.extend(_claim_key(app_id, r.kind, i) for i in r.ids)
+            args.extend((r.rate_per_s, r.burst, r.token, len(r.ids)))
+        result = await self._admit(keys=keys, args=args)
+        admissions, pos = [], 0
+        for _ in requests:
+            allowed, retry, count = bool(int(result[pos])), float(result[pos + 1]), int(result[pos + 2])
+            states = [s.decode() if isinstance(s, bytes) else str(s)
+                      for s in result[pos + 3:pos + 3 + count]]
+            admissions.append(Admission(allowed, retry, states))
+            pos += 3 + count
+        return admissions
 
     async def commit(self, app_id: str, kind: str, ids: list[str], window_s: int) -> None:
         if ids:

@@ -3,7 +3,8 @@
 Handlers call :func:`decode_traces` / :func:`decode_feedback` (pure) and then
 :meth:`Ingestor.write_events`, which, in order:
 
-1. admits the request in Redis: one token from the key's rate bucket, one claim per event id;
+1. admits the request in Redis: one token from the key's rate bucket, one claim per event id
+   (the requests of one event-loop iteration in one call, :class:`AdmitBatcher`);
 2. answers ids already written in the idempotency window as duplicates (not produced again),
    and refuses the request with 409 when another request is writing one of its ids right now;
 3. writes the new events with acks=all and a deadline (a batch in one transaction);
@@ -38,7 +39,7 @@ from flywheel.v1 import feedback_pb2, trace_pb2
 from . import openai_shape, otlp
 from .bodies import JSON, MediaType, split_delimited
 from .config import GatewaySettings
-from .coordination import NEW, PENDING, Coordination
+from .coordination import NEW, PENDING, AdmitRequest, Coordination
 from .errors import (
     BrokerUnavailable,
     DependencyDown,
@@ -262,6 +263,59 @@ class CommitBatcher:
                     waiter.set_result(None)
 
 
+class AdmitBatcher:
+    """Admits every request that asks in the same event-loop iteration with one Redis call per
+    app, instead of one round trip per request.
+
+    The requests of an iteration are collected and sent on the next one; the script handles
+    them in the order they asked, so rate limits and claims come out as if each request had
+    made its own call. Calls of successive iterations may be on the wire at the same time (each
+    on its own connection). If the call fails, every request in it gets the error.
+    """
+
+    def __init__(self, coordination: Coordination, pending_ttl_s: float) -> None:
+        self.coordination = coordination
+        self.pending_ttl_s = pending_ttl_s
+        self._waiting: dict[str, list[tuple[AdmitRequest, asyncio.Future]]] = {}
+        self._scheduled = False
+        self._calls: set[asyncio.Task] = set()
+
+    def admit(self, app_id: str, request: AdmitRequest) -> asyncio.Future:
+        """Queue ``request``; the future resolves to its :class:`Admission`."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._waiting.setdefault(app_id, []).append((request, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._send)
+        return future
+
+    def _send(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        self._scheduled = False
+        loop = asyncio.get_running_loop()
+        for app_id, group in waiting.items():
+            task = loop.create_task(self._call(app_id, group))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+
+    async def _call(self, app_id: str, group: list[tuple[AdmitRequest, asyncio.Future]]) -> None:
+        try:
+            admissions = await self.coordination.admit(
+                app_id, [request for request, _ in group], pending_ttl_s=self.pending_ttl_s)
+        except BaseException as exc:  # noqa: BLE001 - handed to every request of the call
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception)
+                                         else ConnectionError(type(exc).__name__))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), admission in zip(group, admissions):
+            if not future.done():
+                future.set_result(admission)
+
+
 @dataclass(frozen=True)
 class _Admitted:
     states: list[str]  # per id: NEW, DONE or PENDING
@@ -280,6 +334,7 @@ class Ingestor:
         self.metrics = metrics
         self.pending_ttl_s = gw.produce_deadline_s * 2 + 10
         self.commits = CommitBatcher(coordination, gw.idempotency_window_s)
+        self.admissions = AdmitBatcher(coordination, self.pending_ttl_s)
 
     async def write_events(self, identity: KeyIdentity, kind: str, items: list[Item],
                            *, rate_limited: bool = True) -> WriteResult:
@@ -317,9 +372,8 @@ class Ingestor:
         rate, burst = (self.gw.rate_per_s, self.gw.rate_burst) if rate_limited else (1e9, 10**9)
         key_id = identity.key_id if rate_limited else _HOLD_KEY_ID
         try:
-            admission = await self.coordination.admit(
-                identity.app_id, key_id, kind, ids, token, rate_per_s=rate, burst=burst,
-                pending_ttl_s=self.pending_ttl_s)
+            admission = await self.admissions.admit(
+                identity.app_id, AdmitRequest(key_id, kind, ids, token, rate, burst))
         except Exception as exc:  # noqa: BLE001 - any Redis failure: nothing was written
             raise DependencyDown(f"Redis did not answer: {type(exc).__name__}",
                                  self.gw.retry_after_s) from None
@@ -456,5 +510,5 @@ class Ingestor:
         return written
 
 
-__all__ = ["FEEDBACK", "TRACES", "CommitBatcher", "Ingestor", "Item", "WriteResult",
+__all__ = ["FEEDBACK", "TRACES", "AdmitBatcher", "CommitBatcher", "Ingestor", "Item", "WriteResult",
            "decode_feedback", "decode_traces", "request_envelope", "stamp"]

@@ -3,7 +3,8 @@
 Run with ``make bench`` (all benchmarks) or ``python -m tests.bench.run gateway``. It starts
 its own Apache Kafka broker and Redis (flywheel.stack) on free loopback ports, makes an API
 key in a SQLite file, starts the gateway as its own process (``python -m
-flywheel.services.gateway.main``), drives it over HTTP from this process (aiohttp, keep-alive),
+flywheel.services.gateway.main``), drives it over HTTP from this process (keep-alive connections, a lean client:
+``tests/bench/http_load.py``; the process runs on uvloop like the gateway),
 and in the same run writes the same trace payloads straight to the broker. Everything shares
 the machine's cores, so the numbers are what this box does end to end, not a gateway alone.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shutil
 import signal
@@ -33,6 +35,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from tests.bench.http_load import HttpLoad, run
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_LIBS = REPO / "var" / "kafka" / "libs"
@@ -58,6 +63,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     note: str = ""
     statuses: dict[int, int] = field(default_factory=dict)  # error statuses seen
+    client_cpu_s: float = 0.0  # the load generator's CPU (this process), gateway phases only
     cpu_s: float = 0.0  # CPU seconds of the writer (gateway processes, or the raw producer)
 
     @property
@@ -67,6 +73,11 @@ class Result:
     @property
     def cpu_us_per_event(self) -> float:
         return self.cpu_s / self.events * 1e6 if self.events else float("nan")
+
+    @property
+    def client_cpu_us_per_request(self) -> float:
+        return self.client_cpu_s / self.requests * 1e6 if self.requests and self.client_cpu_s \
+            else float("nan")
 
     @property
     def requests_per_s(self) -> float:
@@ -266,58 +277,61 @@ def _gateway_cpu(stack: Stack) -> float:
 
 # --- load generation ---------------------------------------------------------------------
 
+def _target(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}", parts.path
+
+
 async def closed_loop(url: str, key: str, make_body, content_type: str,  # noqa: ANN001
                       concurrency: int, events_per_request: int, name: str) -> Result:
     """``concurrency`` connections each sending back to back for PHASE_S (after a warm-up)."""
-    import aiohttp
-
     result = Result(name)
+    base, path = _target(url)
+    load = HttpLoad(base, concurrency)
     headers = {"x-api-key": key, "content-type": content_type}
     measuring = False
     stop_at = time.monotonic() + WARMUP_S + PHASE_S
 
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal measuring
+    async def worker() -> None:
         while time.monotonic() < stop_at:
-            body = make_body()
+            request = load.request_bytes(path, headers, make_body())
             started = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as response:
-                await response.read()
-                ok = response.status == 200
-                if not ok:
-                    result.statuses[response.status] = result.statuses.get(response.status, 0) + 1
+            status = await load.send(request)
+            ok = status == 200
+            if not ok:
+                result.statuses[status] = result.statuses.get(status, 0) + 1
             if measuring:
                 result.requests += 1
                 result.latencies.append(time.perf_counter() - started)
                 result.events += events_per_request if ok else 0
                 result.errors += 0 if ok else 1
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        tasks = [asyncio.create_task(worker(session)) for _ in range(concurrency)]
+    try:
+        tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
         await asyncio.sleep(WARMUP_S)
         measuring, began = True, time.monotonic()
         await asyncio.gather(*tasks)
         result.seconds = time.monotonic() - began
+    finally:
+        load.close()
     return result
 
 
 async def open_loop(url: str, key: str, make_body, rate: float, name: str) -> Result:  # noqa: ANN001
     """Send at a fixed schedule; latency runs from the scheduled time (no coordinated omission)."""
-    import aiohttp
-
     result = Result(name)
+    base, path = _target(url)
+    load = HttpLoad(base, 256)
     headers = {"x-api-key": key, "content-type": "application/json"}
     total = int(rate * PHASE_S)
     in_flight: set[asyncio.Task] = set()
 
-    async def one(session: aiohttp.ClientSession, body: bytes, scheduled: float) -> None:
+    async def one(request: bytes, scheduled: float) -> None:
         try:
-            async with session.post(url, data=body, headers=headers) as response:
-                await response.read()
-                ok = response.status == 200
-                status = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            ok, status = False, 0  # 0: the connection failed or timed out
+            status = await load.send(request)
+        except (ConnectionError, OSError):
+            status = 0  # the connection failed
+        ok = status == 200
         if not ok:
             result.statuses[status] = result.statuses.get(status, 0) + 1
         result.latencies.append(time.perf_counter() - scheduled)
@@ -325,25 +339,27 @@ async def open_loop(url: str, key: str, make_body, rate: float, name: str) -> Re
         result.events += 1 if ok else 0
         result.errors += 0 if ok else 1
 
-    connector = aiohttp.TCPConnector(limit=256)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        warm = [asyncio.create_task(one(session, make_body(), time.perf_counter()))
-                for _ in range(200)]
+    try:
+        warm = [asyncio.create_task(one(load.request_bytes(path, headers, make_body()),
+                                        time.perf_counter())) for _ in range(200)]
         await asyncio.gather(*warm)
         result.latencies.clear()
+        result.statuses.clear()
         result.requests = result.events = result.errors = 0
         began = time.perf_counter()
         for i in range(total):
-            body = make_body()
+            request = load.request_bytes(path, headers, make_body())
             scheduled = began + i / rate
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(one(session, body, scheduled))
+            task = asyncio.create_task(one(request, scheduled))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
         await asyncio.gather(*in_flight)
         result.seconds = time.perf_counter() - began
+    finally:
+        load.close()
     return result
 
 
@@ -409,9 +425,10 @@ def raw_kafka_python(bootstrap: str, topic: str, events: list[tuple[bytes, bytes
 
 # --- the run ----------------------------------------------------------------------------------
 
-def _measured(stack: Stack, run) -> Result:  # noqa: ANN001 - a coroutine to run
-    before = _gateway_cpu(stack)
-    result = asyncio.run(run)
+def _measured(stack: Stack, coro) -> Result:  # noqa: ANN001 - a coroutine to run
+    before, client = _gateway_cpu(stack), time.process_time()
+    result = run(coro)
+    result.client_cpu_s = time.process_time() - client
     # The load before the measured window is small (a 2 s warm-up); it is counted too.
     result.cpu_s = _gateway_cpu(stack) - before
     return result
@@ -445,7 +462,7 @@ def _print(results: list[Result], raw_rate: float) -> None:
     table = Table(title=f"Gateway ingest into traces.raw ({os.cpu_count()} cores, load average "
                         f"{load}, {WORKERS} gateway workers, {PHASE_S:.0f} s per phase)")
     for column in ("phase", "traces/s", "req/s", "p50 ms", "p99 ms", "errors", "vs raw aiokafka",
-                   "writer CPU µs/trace"):
+                   "writer CPU µs/trace", "client CPU µs/req"):
         table.add_column(column, justify="left" if column == "phase" else "right")
     for r in results:
         share = f"{r.events_per_s / raw_rate:.0%}" if raw_rate else "-"
@@ -455,8 +472,10 @@ def _print(results: list[Result], raw_rate: float) -> None:
                       f"{r.requests_per_s:,.0f}",
                       "-" if not r.latencies else f"{r.pct(0.50):.1f}",
                       "-" if not r.latencies else f"{r.pct(0.99):.1f}", str(r.errors), share,
-                      f"{r.cpu_us_per_event:,.0f}")
-    Console(width=150).print(table)
+                      f"{r.cpu_us_per_event:,.0f}",
+                      "-" if math.isnan(r.client_cpu_us_per_request)
+                      else f"{r.client_cpu_us_per_request:,.0f}")
+    Console(width=170).print(table)
 
 
 def _targets(results: list[Result], raw_rate: float) -> None:
@@ -481,7 +500,7 @@ def main() -> None:
         payloads = Payloads()
         topic = f"{stack.prefix}.traces.raw.v1"
         events = payloads.encoded_events(20_000)
-        raw = [asyncio.run(raw_aiokafka(stack.bootstrap, topic, events)),
+        raw = [run(raw_aiokafka(stack.bootstrap, topic, events)),
                raw_kafka_python(stack.bootstrap, topic, events)]
         results = list(raw)
         stack.start_gateway()

@@ -6,12 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..bodies import parse_media_type, read_body
-from ..ingest import FEEDBACK, decode_feedback
 from ..schema import FEEDBACK_BODY
-from .deps import Identity, gateway_state
+from .deps import gateway_state
+from .ingest_route import ROUTES, ingest
 from .models import ERROR_RESPONSES, FeedbackAccepted, request_body
-from .respond import json_response
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
@@ -26,12 +24,8 @@ _DESCRIPTION = (
 
 @router.post("/feedback", response_model=FeedbackAccepted, responses=ERROR_RESPONSES,
              summary="Ingest feedback", openapi_extra=request_body(FEEDBACK_BODY, _DESCRIPTION))
-async def post_feedback(request: Request, identity: Identity) -> Response:
+async def post_feedback(request: Request) -> Response:
     """Validate, deduplicate and write feedback events to feedback.events."""
-    state = gateway_state(request)  # not a dependency: one less to solve per request
-    media = parse_media_type(request.headers.get("content-type"))
-    body = await read_body(request.stream(), request.headers.get("content-length"),
-                           request.headers.get("content-encoding"), state.gw.max_body_bytes)
-    items = decode_feedback(body, media, state.gw.max_batch_count)
-    result = await state.ingestor.write_events(identity, FEEDBACK, items)
-    return json_response(result.as_json("feedback_id"))
+    payload = await ingest(gateway_state(request), ROUTES["/v1/feedback"], request.headers,
+                           request.stream())
+    return Response(payload, media_type="application/json")

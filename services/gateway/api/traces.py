@@ -5,12 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..bodies import parse_media_type, read_body
-from ..ingest import TRACES, decode_traces
 from ..schema import TRACES_BODY
-from .deps import Identity, gateway_state
+from .deps import gateway_state
+from .ingest_route import ROUTES, ingest
 from .models import ERROR_RESPONSES, TracesAccepted, request_body
-from .respond import json_response
 
 router = APIRouter(prefix="/v1", tags=["traces"])
 
@@ -25,12 +23,8 @@ _DESCRIPTION = (
 
 @router.post("/traces", response_model=TracesAccepted, responses=ERROR_RESPONSES,
              summary="Ingest traces", openapi_extra=request_body(TRACES_BODY, _DESCRIPTION))
-async def post_traces(request: Request, identity: Identity) -> Response:
+async def post_traces(request: Request) -> Response:
     """Validate, deduplicate and write traces to traces.raw; answer once the broker acked."""
-    state = gateway_state(request)  # not a dependency: one less to solve per request
-    media = parse_media_type(request.headers.get("content-type"))
-    body = await read_body(request.stream(), request.headers.get("content-length"),
-                           request.headers.get("content-encoding"), state.gw.max_body_bytes)
-    items = decode_traces(body, media, state.gw.max_batch_count)
-    result = await state.ingestor.write_events(identity, TRACES, items)
-    return json_response(result.as_json("trace_id"))
+    payload = await ingest(gateway_state(request), ROUTES["/v1/traces"], request.headers,
+                           request.stream())
+    return Response(payload, media_type="application/json")

@@ -68,9 +68,13 @@ class FakeCoordination:
         if self.down:
             raise ConnectionError("redis down")
 
-    async def admit(self, app_id, key_id, kind, ids, token, *, rate_per_s, burst,  # noqa: ANN001
-                    pending_ttl_s) -> Admission:
+    async def admit(self, app_id, requests, *, pending_ttl_s):  # noqa: ANN001, ANN201
         self._check()
+        return [self._admit_one(app_id, r.key_id, r.kind, r.ids, r.token, r.rate_per_s, r.burst,
+                                pending_ttl_s) for r in requests]
+
+    def _admit_one(self, app_id, key_id, kind, ids, token, rate_per_s, burst,  # noqa: ANN001
+                   pending_ttl_s) -> Admission:
         now = time.time()
         tokens, ts = self.buckets.get(f"{app_id}:{key_id}", (burst, now))
         tokens = min(burst, tokens + max(0.0, now - ts) * rate_per_s)
