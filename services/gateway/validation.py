@@ -349,6 +349,9 @@ _FINITE = "expected a finite number >= 0"
 _ROLE_SET = frozenset(ROLES)
 _STEP_KINDS = frozenset(trace_pb2.StepKind.values()) - {trace_pb2.STEP_KIND_UNSPECIFIED}
 _STEP_STATUSES = frozenset(trace_pb2.StepStatus.values())
+_SOURCES = frozenset(trace_pb2.TraceSource.values())
+_FEEDBACK_KINDS = frozenset(feedback_pb2.FeedbackKind.values())
+_THUMBS = frozenset(feedback_pb2.Thumbs.values())
 
 
 @lru_cache(maxsize=None)
@@ -460,6 +463,13 @@ def infer_feedback_kind(feedback: Message) -> int:
 
 
 def _check_feedback(feedback: Message, path: str, issues: _Issues) -> None:
+    kind = feedback.kind
+    if kind in _FEEDBACK_KINDS and kind != feedback_pb2.FEEDBACK_KIND_UNSPECIFIED and \
+            kind != feedback_pb2.FEEDBACK_KIND_PREFERENCE and feedback.thumbs in _THUMBS and \
+            not feedback.HasField("ratings"):
+        need = _FEEDBACK_NEEDS.get(kind)
+        if need is None or need[1](feedback):
+            return  # the common, valid case; the full check below says what is wrong
     if feedback.kind == feedback_pb2.FEEDBACK_KIND_UNSPECIFIED:
         feedback.kind = infer_feedback_kind(feedback)
         if feedback.kind == feedback_pb2.FEEDBACK_KIND_UNSPECIFIED:
@@ -482,6 +492,9 @@ def _check_feedback(feedback: Message, path: str, issues: _Issues) -> None:
 
 
 def _check_tags(tags: Any, path: str, issues: _Issues) -> None:
+    if len(tags) <= MAX_TAGS and all(0 < len(k) <= MAX_TAG_KEY and len(v) <= MAX_TAG_VALUE
+                                     for k, v in tags.items()):
+        return
     if len(tags) > MAX_TAGS:
         issues.add(path, f"at most {MAX_TAGS} tags")
     for key, value in tags.items():
@@ -501,6 +514,7 @@ def _check_tools(tools: Any, path: str, issues: _Issues) -> None:
                        "expected a JSON object as text")
 
 
+@lru_cache(maxsize=1024)  # an app sends the same tool schemas with every trace
 def _is_json_object(text: str) -> bool:
     try:
         return isinstance(json.loads(text), dict)
@@ -517,28 +531,34 @@ def check_trace(trace: Message, path: str = "") -> list[FieldIssue]:
     for name in ("session_id", "user_id", "request_id"):
         if len(getattr(trace, name)) > MAX_SHORT_TEXT:
             issues.add(_join(path, name), f"longer than {MAX_SHORT_TEXT} characters")
-    if _bad_enum(trace, "source"):
+    if trace.source not in _SOURCES:
         _enum_issue(trace, "source", path, issues)
     messages, steps = trace.messages, trace.steps
     if not messages and not steps:
         issues.add(_join(path, "messages"), "a trace needs at least one message or step")
-    prefix = _join(path, "messages")
-    for i, message in enumerate(messages):
-        _check_message(message, prefix, i, issues)
-    if trace.tools:
-        _check_tools(trace.tools, path, issues)
-    prefix = _join(path, "steps")
-    for i, step in enumerate(steps):
-        _check_step(step, prefix, i, issues)
+    if messages:
+        prefix = _join(path, "messages")
+        for i, message in enumerate(messages):
+            _check_message(message, prefix, i, issues)
+    tools = trace.tools
+    if tools:
+        _check_tools(tools, path, issues)
+    if steps:
+        prefix = _join(path, "steps")
+        for i, step in enumerate(steps):
+            _check_step(step, prefix, i, issues)
     if trace.HasField("outcome"):
         for name in ("status", "failure_source"):
             if _bad_enum(trace.outcome, name):
                 _enum_issue(trace.outcome, name, _join(path, "outcome"), issues)
-    prefix = _join(path, "feedback")
-    for i, feedback in enumerate(trace.feedback):
-        _check_feedback(feedback, f"{prefix}[{i}]", issues)
-    if trace.tags:
-        _check_tags(trace.tags, _join(path, "tags"), issues)
+    feedbacks = trace.feedback
+    if feedbacks:
+        prefix = _join(path, "feedback")
+        for i, feedback in enumerate(feedbacks):
+            _check_feedback(feedback, f"{prefix}[{i}]", issues)
+    tags = trace.tags
+    if tags:
+        _check_tags(tags, _join(path, "tags"), issues)
     if not _finite(trace.latency_ms):
         issues.add(_join(path, "latency_ms"), _FINITE)
     return list(issues)

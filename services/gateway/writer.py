@@ -38,9 +38,9 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
-from aiokafka.partitioner import DefaultPartitioner
 
 from flywheel.errors import DependencyUnavailable
+from flywheel.kafka.partition import partition_for
 from flywheel.logging import get_logger
 
 from .errors import BrokerUnavailable
@@ -187,12 +187,11 @@ class _Slot:
             await asyncio.gather(*self._retired, return_exceptions=True)
 
 
-def _by_partition(partitioner: DefaultPartitioner, records: list[Record],
-                  partitions: dict[str, list[int]]) -> dict:
+def _by_partition(records: list[Record], partitions: dict[str, list[int]]) -> dict:
     groups: dict[tuple[str, int], list[Record]] = {}
     for record in records:
         all_parts = partitions[record.topic]
-        part = partitioner(record.key, all_parts, all_parts)
+        part = all_parts[partition_for(record.key, len(all_parts))]
         groups.setdefault((record.topic, part), []).append(record)
     return groups
 
@@ -201,7 +200,8 @@ async def _send_all(producer: AIOKafkaProducer, records: list[Record]) -> list[a
     """Queue records; one record goes through ``send``, more through per-partition batches.
 
     The partition of a keyed record is the default murmur2 partitioner's choice, as ``send``
-    would make it, so batch and single writes of one key land on the same partition.
+    would make it (:func:`flywheel.kafka.partition.partition_for`), so batch and single
+    writes of one key land on the same partition.
     """
     if len(records) == 1:
         record = records[0]
@@ -210,8 +210,7 @@ async def _send_all(producer: AIOKafkaProducer, records: list[Record]) -> list[a
     for topic in {r.topic for r in records}:
         partitions[topic] = sorted(await producer.partitions_for(topic))
     futures = []
-    partitioner = DefaultPartitioner()
-    for (topic, part), group in _by_partition(partitioner, records, partitions).items():
+    for (topic, part), group in _by_partition(records, partitions).items():
         batch = producer.create_batch()
         for record in group:
             if batch.append(key=record.key, value=record.value, timestamp=None) is None:

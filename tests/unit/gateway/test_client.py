@@ -268,3 +268,17 @@ async def test_async_client_spills_in_an_outage_and_replays(gateway, tmp_path) -
     assert await second.flush(20)
     await second.aclose()
     assert sorted(_written_ids(gateway)) == sorted([*ids, "after"])
+
+
+def test_event_ids_are_the_uuid5_of_app_kind_and_id() -> None:
+    import uuid
+
+    from flywheel.client.wire import _EVENT_NS, event_id_for
+
+    rng = random.Random(3)
+    for _ in range(500):
+        app = "".join(rng.choice("abcé☃-_") for _ in range(rng.randrange(1, 12)))
+        key = "".join(rng.choice("0123456789abcdef-") for _ in range(rng.randrange(1, 40)))
+        for kind, name in (("trace", "traces"), ("feedback", "feedback"), ("traces", "traces")):
+            expected = str(uuid.uuid5(_EVENT_NS, f"{app}\x1f{name}\x1f{key}"))
+            assert event_id_for(app, kind, key) == expected
