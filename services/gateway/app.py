@@ -68,7 +68,8 @@ def _open_backends(settings: Settings, gw: GatewaySettings) -> Backends:
         bootstrap=settings.kafka(), client_id=f"{settings.service_name}-gateway",
         linger_ms=gw.linger_ms, request_timeout_ms=max(1000, int(gw.produce_deadline_s * 1000)),
         transaction_timeout_ms=max(10_000, int(gw.produce_deadline_s * 4000)))
-    writer = KafkaEventWriter(config, atomic_batches=gw.atomic_batches, lanes=gw.transaction_lanes)
+    writer = KafkaEventWriter(config, atomic_batches=gw.atomic_batches, lanes=gw.transaction_lanes,
+                              lane_cooldown_s=gw.transaction_cooldown_ms / 1000)
     return Backends(writer, RedisCoordination(make_async_redis(settings), settings.redis()),
                     make_engine(settings.database()))
 

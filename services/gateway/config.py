@@ -36,6 +36,9 @@ class GatewaySettings(BaseSettings):
                           "consumers never see part of a failed batch).")
     transaction_lanes: int = Field(2, ge=1, le=16,
                                    description="Transactional producers per worker (parallel commits).")
+    transaction_cooldown_ms: float = Field(
+        5.0, ge=0, le=1000, description="Rest of a transactional producer after a commit, while the "
+                                        "broker writes the commit markers (see the README).")
     auth_cache_s: float = Field(30.0, ge=0, description="Cache key lookups this long (revocation delay).")
     linger_ms: int = Field(2, ge=0, le=1000, description="Producer linger for single-event requests.")
     otlp_hold_s: float = Field(

@@ -379,6 +379,42 @@ def _finite(value: float) -> bool:
     return value >= 0 and value != math.inf  # NaN fails the first comparison
 
 
+def _messages_ok(messages: Any) -> bool:
+    """True when every message passes :func:`_check_message` (one loop, no paths built: the
+    common case; the per-message checks then run only to say what is wrong)."""
+    for msg in messages:
+        role = msg.role
+        if role == "tool":
+            if not msg.tool_call_id:
+                return False
+        elif role not in _ROLE_SET:
+            return False
+        if len(msg.name) > MAX_SHORT_TEXT:
+            return False
+        calls = msg.tool_calls
+        if calls:
+            if role != "assistant":
+                return False
+            for call in calls:
+                call_id, name = call.id, call.function.name
+                if not call_id or not name or len(call_id) > MAX_SHORT_TEXT or \
+                        len(name) > MAX_SHORT_TEXT or call.type not in ("", "function"):
+                    return False
+    return True
+
+
+def _steps_ok(steps: Any) -> bool:
+    """True when every step passes :func:`_check_step` (see :func:`_messages_ok`)."""
+    kinds, statuses, inf = _STEP_KINDS, _STEP_STATUSES, math.inf
+    for step in steps:
+        latency = step.latency_ms
+        if step.kind not in kinds or step.status not in statuses or not latency >= 0 or \
+                latency == inf or len(step.step_id) > MAX_SHORT_TEXT or \
+                len(step.parent_step_id) > MAX_SHORT_TEXT or len(step.name) > MAX_SHORT_TEXT:
+            return False
+    return True
+
+
 def _check_message(msg: Message, prefix: str, index: int, issues: _Issues) -> None:
     role = msg.role
     calls = msg.tool_calls
@@ -536,14 +572,14 @@ def check_trace(trace: Message, path: str = "") -> list[FieldIssue]:
     messages, steps = trace.messages, trace.steps
     if not messages and not steps:
         issues.add(_join(path, "messages"), "a trace needs at least one message or step")
-    if messages:
+    if messages and not _messages_ok(messages):
         prefix = _join(path, "messages")
         for i, message in enumerate(messages):
             _check_message(message, prefix, i, issues)
     tools = trace.tools
     if tools:
         _check_tools(tools, path, issues)
-    if steps:
+    if steps and not _steps_ok(steps):
         prefix = _join(path, "steps")
         for i, step in enumerate(steps):
             _check_step(step, prefix, i, issues)

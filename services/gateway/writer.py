@@ -233,9 +233,11 @@ class _Pending:
 class _TransactionLanes:
     """Transactional producers that commit waiting batch requests together (group commit)."""
 
-    def __init__(self, config: ProducerConfig, lanes: int, max_group_records: int = 20_000) -> None:
+    def __init__(self, config: ProducerConfig, lanes: int, max_group_records: int = 20_000,
+                 cooldown_s: float = 0.005) -> None:
         base = f"{config.client_id}-{uuid.uuid4().hex[:12]}"
         self.slots = [_Slot(config, f"{base}-{i}") for i in range(lanes)]
+        self.cooldown_s = cooldown_s
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.max_group_records = max_group_records
         self.tasks: list[asyncio.Task] = []
@@ -278,6 +280,12 @@ class _TransactionLanes:
                 for g in group:
                     if not g.future.done():
                         g.future.set_result(None)
+            # The broker writes the commit markers after answering EndTxn; a transaction begun
+            # on this producer before they are written gets CONCURRENT_TRANSACTIONS and aiokafka
+            # backs off 20 ms (KAFKA-5477). Resting a few ms lets an idle lane take the next
+            # group instead (queue getters are served in order), or the group grows meanwhile.
+            if self.cooldown_s:
+                await asyncio.sleep(self.cooldown_s)
 
     async def _commit(self, slot: _Slot, records: list[Record], remaining: float) -> None:
         started = time.monotonic()
@@ -309,10 +317,11 @@ class KafkaEventWriter:
     """:class:`EventWriter` over aiokafka (see the module docstring for the guarantees)."""
 
     def __init__(self, config: ProducerConfig, *, atomic_batches: bool = True,
-                 lanes: int = 2) -> None:
+                 lanes: int = 2, lane_cooldown_s: float = 0.005) -> None:
         self.config = config
         self.plain = _Slot(config)
-        self.lanes = _TransactionLanes(config, lanes) if atomic_batches else None
+        self.lanes = _TransactionLanes(config, lanes, cooldown_s=lane_cooldown_s) \
+            if atomic_batches else None
         self._late: set[asyncio.Task] = set()
 
     async def start(self, timeout_s: float = 30.0) -> None:

@@ -62,8 +62,10 @@ class _Connection(asyncio.Protocol):
         self._fail(ConnectionError("connection closed by the server"))
 
     def send(self, data: bytes) -> asyncio.Future:
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise ConnectionError("the connection is closed")
         self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)  # type: ignore[union-attr]
+        self.transport.write(data)
         return self.waiter
 
 
@@ -90,7 +92,13 @@ class HttpLoad:
             ConnectionError: the connection failed or was closed before the answer.
         """
         async with self.slots:
-            conn = self.idle.pop() if self.idle else await self._open()
+            conn = None
+            while self.idle and conn is None:
+                conn = self.idle.pop()
+                if conn.closed:  # the server closed it while it was idle (keep-alive timeout)
+                    conn = None
+            if conn is None:
+                conn = await self._open()
             try:
                 status = await conn.send(request)
             except BaseException:
