@@ -9,6 +9,7 @@ never keys.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -48,6 +49,7 @@ class KeyResolver:
         self.verify = verify
         self.ttl_s = ttl_s
         self._cache: OrderedDict[str, tuple[KeyIdentity | None, float]] = OrderedDict()
+        self._lookups: dict[str, asyncio.Future] = {}  # digest -> the lookup under way
 
     async def resolve(self, key: str) -> KeyIdentity:
         """The identity behind ``key``.
@@ -62,6 +64,20 @@ class KeyResolver:
         if cached is not None and cached[1] > now:
             identity = cached[0]
         else:
+            identity = await self._lookup(digest, key, now)
+        if identity is None:
+            raise Unauthorized("invalid or revoked API key")
+        return identity
+
+    async def _lookup(self, digest: str, key: str, now: float) -> KeyIdentity | None:
+        """One database lookup per key at a time: requests that arrive while it runs (a burst
+        on a cold cache) wait for its answer instead of each starting their own."""
+        running = self._lookups.get(digest)
+        if running is not None:
+            return await asyncio.shield(running)
+        future = asyncio.get_running_loop().create_future()
+        self._lookups[digest] = future
+        try:
             try:
                 identity = await anyio.to_thread.run_sync(self.verify, key)
             except Exception as exc:  # noqa: BLE001 - any driver error means "store unreachable"
@@ -73,6 +89,12 @@ class KeyResolver:
                 self._cache.move_to_end(digest)
                 while len(self._cache) > _MAX_ENTRIES:
                     self._cache.popitem(last=False)
-        if identity is None:
-            raise Unauthorized("invalid or revoked API key")
-        return identity
+            future.set_result(identity)
+            return identity
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else DependencyDown(
+                "the key lookup was cancelled", 2))
+            future.exception()  # retrieved: waiters re-raise it; none may be waiting
+            raise
+        finally:
+            del self._lookups[digest]

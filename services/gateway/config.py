@@ -40,7 +40,7 @@ class GatewaySettings(BaseSettings):
         5.0, ge=0, le=1000, description="Rest of a transactional producer after a commit, while the "
                                         "broker writes the commit markers (see the README).")
     auth_cache_s: float = Field(30.0, ge=0, description="Cache key lookups this long (revocation delay).")
-    linger_ms: int = Field(2, ge=0, le=1000, description="Producer linger for single-event requests.")
+    linger_ms: int = Field(5, ge=0, le=1000, description="Producer linger for single-event requests.")
     otlp_hold_s: float = Field(
         10.0, gt=0, description="Keep OTLP spans of a trace whose root span has not arrived this "
                                 "long before producing what arrived.")

@@ -6,7 +6,8 @@ Redis work together: a pooled connection is checked out and back in, the command
 and stream-reader layers, and the reply is parsed in Python. This connection writes the
 command with ``hiredis.pack_command``, parses replies with ``hiredis.Reader`` (both C), and keeps
 one socket per worker on which calls are pipelined: each call appends its command and a future,
-and replies resolve the futures in order.
+and replies resolve the futures in order. The commands issued in one event-loop iteration go out
+in one write.
 
 It runs ``EVALSHA`` only (with ``SCRIPT LOAD`` when Redis answers ``NOSCRIPT``, as after a
 restart). A call that gets no reply within ``timeout_s`` closes the connection, failing every
@@ -40,6 +41,7 @@ class _Protocol(asyncio.Protocol):
         self.waiters: deque[tuple[asyncio.Future, float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
+        self.outgoing: list[bytes] = []  # commands of this loop iteration, written together
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -82,10 +84,19 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
 
     def call(self, args: tuple) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self.waiters.append((future, time.monotonic()))
-        self.transport.write(hiredis.pack_command(args))  # type: ignore[union-attr]
+        if not self.outgoing:
+            loop.call_soon(self._write)
+        self.outgoing.append(hiredis.pack_command(args))
         return future
+
+    def _write(self) -> None:
+        """One write (one system call) for every command issued in the last loop iteration."""
+        outgoing, self.outgoing = self.outgoing, []
+        if self.lost is None and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(outgoing))
 
 
 class ScriptConnection:

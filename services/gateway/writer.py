@@ -80,7 +80,7 @@ class ProducerConfig:
 
     bootstrap: str
     client_id: str = "flywheel-gateway"
-    linger_ms: int = 2
+    linger_ms: int = 5
     request_timeout_ms: int = 5000
     max_batch_size: int = 256 * 1024
     max_request_size: int = 4 * 1024 * 1024

@@ -63,3 +63,42 @@ def test_cli_create_list_revoke(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     assert revoked.exit_code == 0 and "revoked" in revoked.stdout
     text = runner.invoke(cli, ["keys", "create", "--app", "support"])
     assert "key:    fw_" in text.stdout
+
+
+def test_a_burst_on_a_cold_cache_makes_one_lookup() -> None:
+    import asyncio
+    import threading
+    import time
+
+    import pytest
+
+    from flywheel.keys import KeyIdentity
+    from flywheel.services.gateway.auth import KeyResolver
+    from flywheel.services.gateway.errors import DependencyDown, Unauthorized
+
+    calls: list[str] = []
+    lock = threading.Lock()
+
+    def verify(key: str) -> KeyIdentity | None:
+        with lock:
+            calls.append(key)
+        time.sleep(0.2)
+        if key == "broken":
+            raise OSError("database gone")
+        return KeyIdentity(key_id="k1", app_id="shop") if key == "good" else None
+
+    async def scenario() -> None:
+        resolver = KeyResolver(verify, ttl_s=30)
+        found = await asyncio.gather(*(resolver.resolve("good") for _ in range(50)))
+        assert {i.app_id for i in found} == {"shop"} and calls == ["good"]
+        bad = await asyncio.gather(*(resolver.resolve("nope") for _ in range(20)),
+                                   return_exceptions=True)
+        assert all(isinstance(e, Unauthorized) for e in bad) and calls.count("nope") == 1
+        down = await asyncio.gather(*(resolver.resolve("broken") for _ in range(10)),
+                                    return_exceptions=True)
+        assert all(isinstance(e, DependencyDown) for e in down) and calls.count("broken") == 1
+        with pytest.raises(DependencyDown):  # a failure is not cached: the next call tries again
+            await resolver.resolve("broken")
+        assert calls.count("broken") == 2
+
+    asyncio.run(scenario())
