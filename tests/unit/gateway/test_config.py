@@ -33,3 +33,15 @@ def test_build_app_reads_the_environment(monkeypatch, tmp_path) -> None:  # noqa
     app = main.build_app()  # builds only; nothing connects before the lifespan runs
     assert app.title == "Flywheel gateway"
     assert "/v1/otlp/v1/traces" in app.openapi()["paths"]
+
+
+def test_every_gateway_setting_is_documented() -> None:
+    from pathlib import Path
+
+    from flywheel.services.gateway.config import GatewaySettings
+
+    readme = (Path(__file__).resolve().parents[3] / "services" / "gateway" / "README.md").read_text()
+    table = readme[readme.index("### Settings"):readme.index("### How the ingest path")]
+    missing = [name.upper() for name in GatewaySettings.model_fields
+               if f"`{name.upper()}`" not in table]
+    assert not missing, f"services/gateway/README.md lacks settings: {missing}"
