@@ -465,6 +465,11 @@ def _check_step(step: Message, prefix: str, index: int, issues: _Issues) -> None
         issues.add(f"{path}.latency_ms", _FINITE)
 
 
+def _ratings_ok(ratings: Message) -> bool:
+    return 0 <= ratings.helpfulness <= 7 and 0 <= ratings.correctness <= 7 and \
+        0 <= ratings.style <= 7
+
+
 def _check_ratings(ratings: Message, path: str, issues: _Issues) -> None:
     for name in ("helpfulness", "correctness", "style"):
         value = getattr(ratings, name)
@@ -502,7 +507,7 @@ def _check_feedback(feedback: Message, path: str, issues: _Issues) -> None:
     kind = feedback.kind
     if kind in _FEEDBACK_KINDS and kind != feedback_pb2.FEEDBACK_KIND_UNSPECIFIED and \
             kind != feedback_pb2.FEEDBACK_KIND_PREFERENCE and feedback.thumbs in _THUMBS and \
-            not feedback.HasField("ratings"):
+            (not feedback.HasField("ratings") or _ratings_ok(feedback.ratings)):
         need = _FEEDBACK_NEEDS.get(kind)
         if need is None or need[1](feedback):
             return  # the common, valid case; the full check below says what is wrong

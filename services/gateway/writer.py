@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
@@ -52,9 +52,8 @@ _STOP_GRACE_S = 5.0
 _START_BACKOFF_S = 0.5
 
 
-@dataclass(frozen=True)
-class Record:
-    """One Kafka record: topic, key and value bytes."""
+class Record(NamedTuple):
+    """One Kafka record: topic, key and value bytes (a tuple: one is made per event)."""
 
     topic: str
     key: bytes

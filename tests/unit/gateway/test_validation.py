@@ -160,3 +160,25 @@ async def test_read_body_limits() -> None:
         await read_body(_stream(gzip.compress(text + b"!")), None, "gzip", 600)
     with pytest.raises(InvalidInput):
         await read_body(_stream(b"not gzip"), None, "gzip", 100)
+
+
+def test_feedback_inside_a_trace_is_checked_on_every_path() -> None:
+    from flywheel.services.gateway.validation import check_trace
+    from flywheel.v1 import trace_pb2
+
+    trace = trace_pb2.Trace(trace_id="t-1")
+    message = trace.messages.add()
+    message.role, message.content = "user", "hello"
+    feedback = trace.feedback.add()
+    feedback.kind = 2  # FEEDBACK_KIND_RATING
+    feedback.ratings.helpfulness = 9
+    assert [i.path for i in check_trace(trace)] == ["feedback[0].ratings.helpfulness"]
+    feedback.ratings.helpfulness = 3
+    assert check_trace(trace) == []
+    feedback.ratings.helpfulness = 0
+    assert [i.path for i in check_trace(trace)] == ["feedback[0].ratings"]
+    feedback.kind = 1  # FEEDBACK_KIND_THUMBS without a thumb
+    feedback.ratings.helpfulness = 5
+    assert [i.path for i in check_trace(trace)] == ["feedback[0].thumbs"]
+    feedback.thumbs = 77  # an unknown enum number
+    assert "feedback[0].thumbs" in [i.path for i in check_trace(trace)]
