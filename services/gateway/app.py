@@ -191,7 +191,7 @@ def render_error(metrics: GatewayMetrics, path: str, content_type: str | None,
 def _install_error_handlers(app: FastAPI) -> None:
     """One place that turns errors into answers (see errors.py for the body shape)."""
 
-    def render(request: Request, exc: Exception) -> Response:
+    async def render(request: Request, exc: Exception) -> Response:  # async: no thread hop
         return render_error(request.app.state.metrics, request.url.path,
                             request.headers.get("content-type"), exc)
 
@@ -249,8 +249,7 @@ class GatewayApp(FastAPI):
     :func:`~flywheel.services.gateway.api.ingest_route.serve`: the same authentication, body
     rules, decoding, admission, writing, error answers and request metrics as their FastAPI
     routes (which stay declared for the OpenAPI document and call the same code), without the
-    middleware stack, routing and dependency solving, which cost about as much CPU per
-    single-trace request as everything else together (see the gateway README's benchmark).
+    middleware stack, routing and dependency solving that every other request goes through.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aredis
-from redis.commands.core import AsyncScript
 
 from .resp import Script, ScriptConnection, supports
 
@@ -163,17 +162,15 @@ class RedisCoordination:
         per-request scripts (admit, commit, release) go over a pipelined connection instead
         (:mod:`~flywheel.services.gateway.resp`), which costs a fraction of the CPU."""
         self.client = client
-        self._admit = client.register_script(_ADMIT)
-        self._release = client.register_script(_RELEASE)
-        self._commit = client.register_script(_COMMIT)
         self._pipe = ScriptConnection(url) if url and supports(url) else None
-        self._scripts = {id(self._admit): Script(_ADMIT), id(self._release): Script(_RELEASE),
-                         id(self._commit): Script(_COMMIT)}
+        self._scripts = {source: (client.register_script(source), Script(source))
+                         for source in (_ADMIT, _RELEASE, _COMMIT)}
 
-    async def _run(self, script: AsyncScript, keys: list[str], args: list) -> Any:
+    async def _run(self, source: str, keys: list[str], args: list) -> Any:
+        through_client, script = self._scripts[source]
         if self._pipe is not None:
-            return await self._pipe.run(self._scripts[id(script)], keys, args)
-        return await script(keys=keys, args=args)
+            return await self._pipe.run(script, keys, args)
+        return await through_client(keys=keys, args=args)
 
     async def admit(self, app_id: str, requests: list[AdmitRequest], *,
                     pending_ttl_s: float) -> list[Admission]:
@@ -183,7 +180,7 @@ class RedisCoordination:
             keys.append(_bucket_key(app_id, r.key_id))
             keys.extend(_claim_key(app_id, r.kind, i) for i in r.ids)
             args.extend((r.rate_per_s, r.burst, r.token, len(r.ids)))
-        result = await self._run(self._admit, keys, args)
+        result = await self._run(_ADMIT, keys, args)
         admissions, pos = [], 0
         for _ in requests:
             allowed, retry, count = bool(int(result[pos])), float(result[pos + 1]), int(result[pos + 2])
@@ -195,11 +192,11 @@ class RedisCoordination:
 
     async def commit(self, app_id: str, kind: str, ids: list[str], window_s: int) -> None:
         if ids:
-            await self._run(self._commit, [_claim_key(app_id, kind, i) for i in ids], [window_s])
+            await self._run(_COMMIT, [_claim_key(app_id, kind, i) for i in ids], [window_s])
 
     async def release(self, app_id: str, kind: str, ids: list[str], token: str) -> None:
         if ids:
-            await self._run(self._release, [_claim_key(app_id, kind, i) for i in ids], [token])
+            await self._run(_RELEASE, [_claim_key(app_id, kind, i) for i in ids], [token])
 
     async def hold_spans(self, app_id: str, trace_id: str, spans: dict[str, bytes],
                          due_at: float, ttl_s: float) -> None:

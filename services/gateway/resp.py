@@ -11,8 +11,9 @@ in one write.
 
 It runs ``EVALSHA`` only (with ``SCRIPT LOAD`` when Redis answers ``NOSCRIPT``, as after a
 restart). A call that gets no reply within ``timeout_s`` closes the connection, failing every
-call on it, and the next call reconnects. TLS and unix sockets are left to ``redis.asyncio``:
-:func:`supports` says whether a URL can use this connection.
+call on it, and the next call reconnects; for half a second after a failed connection attempt,
+calls fail at once instead of each waiting out a connect timeout. TLS and unix sockets are left
+to ``redis.asyncio``: :func:`supports` says whether a URL can use this connection.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from collections import deque
 from urllib.parse import unquote, urlsplit
 
 import hiredis
+
+
+_RECONNECT_BACKOFF_S = 0.5
 
 
 class RedisReplyError(Exception):
@@ -115,6 +119,7 @@ class ScriptConnection:
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self._proto: _Protocol | None = None
+        self._failed_at = -1e9
         self._lock = asyncio.Lock()
         self._watchdog: asyncio.Task | None = None
 
@@ -125,15 +130,26 @@ class ScriptConnection:
         async with self._lock:
             if self._proto is not None and self._proto.lost is None:
                 return self._proto
+            if time.monotonic() - self._failed_at < _RECONNECT_BACKOFF_S:
+                # the calls queued behind a failed attempt fail at once, not one timeout each
+                raise ConnectionError("Redis was unreachable a moment ago")
             loop = asyncio.get_running_loop()
-            async with asyncio.timeout(self.connect_timeout_s):
-                _, proto = await loop.create_connection(_Protocol, self.host, self.port)
-                if self.password is not None:
-                    auth = (b"AUTH", self.username, self.password) if self.username \
-                        else (b"AUTH", self.password)
-                    await proto.call(auth)
-                if self.db:
-                    await proto.call((b"SELECT", self.db))
+            transport = None
+            try:
+                async with asyncio.timeout(self.connect_timeout_s):
+                    transport, proto = await loop.create_connection(_Protocol, self.host,
+                                                                    self.port)
+                    if self.password is not None:
+                        auth = (b"AUTH", self.username, self.password) if self.username \
+                            else (b"AUTH", self.password)
+                        await proto.call(auth)
+                    if self.db:
+                        await proto.call((b"SELECT", self.db))
+            except BaseException:
+                self._failed_at = time.monotonic()
+                if transport is not None:
+                    transport.close()
+                raise
             self._proto = proto
             if self._watchdog is None or self._watchdog.done():
                 self._watchdog = loop.create_task(self._watch())

@@ -110,3 +110,21 @@ def test_only_plain_redis_urls_are_supported() -> None:
     assert supports("redis://127.0.0.1:6379/0")
     assert not supports("rediss://example:6380/0")
     assert not supports("unix:///tmp/redis.sock")
+
+
+def test_calls_fail_fast_while_redis_is_unreachable() -> None:
+    from flywheel.stack.process import free_port
+
+    async def scenario() -> None:
+        conn = ScriptConnection(f"redis://127.0.0.1:{free_port()}/0", connect_timeout_s=2)
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            results = await asyncio.gather(*(conn.run(_ECHO, ["k", "n"], ["x"]) for _ in range(20)),
+                                           return_exceptions=True)
+            assert all(isinstance(r, (ConnectionError, OSError)) for r in results), results
+            assert loop.time() - started < 1.5  # one refused attempt, the rest fail at once
+        finally:
+            await conn.close()
+
+    asyncio.run(scenario())
