@@ -18,12 +18,14 @@ a redelivery of the same event keeps its id.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,6 +34,7 @@ from google.protobuf.message import DecodeError, Message
 from flywheel.client.wire import event_id_for
 from flywheel.events.codec import encode
 from flywheel.events.envelope import new_envelope
+from flywheel.v1.envelope_pb2 import Envelope
 from flywheel.keys import KeyIdentity
 from flywheel.logging import get_logger
 from flywheel.v1 import feedback_pb2, trace_pb2
@@ -190,10 +193,18 @@ def stamp(item: Item, kind: str, app_id: str, envelope: Message) -> None:
     target.trace_id = item.record_key
 
 
-def request_envelope(cls: type[Message], app_id: str) -> Message:
-    """The envelope fields every event of one request shares (type, producer, app, time)."""
+@lru_cache(maxsize=1024)
+def _envelope_template(cls: type[Message], app_id: str) -> bytes:
     return new_envelope(cls, PRODUCER, app_id=app_id, event_id="-",
-                        occurred_at=datetime.now(timezone.utc))
+                        occurred_at=datetime.fromtimestamp(0, timezone.utc)).SerializeToString()
+
+
+def request_envelope(cls: type[Message], app_id: str) -> Message:
+    """The envelope fields every event of one request shares (type, producer, app, time):
+    a cached template per event type and app, stamped with the current time."""
+    envelope = Envelope.FromString(_envelope_template(cls, app_id))
+    envelope.occurred_at.FromNanoseconds(time.time_ns())
+    return envelope
 
 
 # --- the service -------------------------------------------------------------------------------
@@ -335,6 +346,10 @@ class Ingestor:
         self.pending_ttl_s = gw.produce_deadline_s * 2 + 10
         self.commits = CommitBatcher(coordination, gw.idempotency_window_s)
         self.admissions = AdmitBatcher(coordination, self.pending_ttl_s)
+        # Claim tokens: unique per request (a random prefix per Ingestor, so per worker, and a
+        # counter), cheaper than a uuid4 per request.
+        self._token_prefix = uuid.uuid4().hex[:20]
+        self._tokens = itertools.count()
 
     async def write_events(self, identity: KeyIdentity, kind: str, items: list[Item],
                            *, rate_limited: bool = True) -> WriteResult:
@@ -368,7 +383,7 @@ class Ingestor:
 
     async def _admit(self, identity: KeyIdentity, kind: str, ids: list[str],
                      rate_limited: bool) -> _Admitted:
-        token = uuid.uuid4().hex
+        token = f"{self._token_prefix}-{next(self._tokens)}"
         rate, burst = (self.gw.rate_per_s, self.gw.rate_burst) if rate_limited else (1e9, 10**9)
         key_id = identity.key_id if rate_limited else _HOLD_KEY_ID
         try:

@@ -12,6 +12,8 @@ Content-Length (every gateway answer has one).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 
@@ -70,14 +72,77 @@ class _Connection(asyncio.Protocol):
 
 
 class HttpLoad:
-    """POSTs to one server over at most ``limit`` keep-alive connections."""
+    """POSTs to one server over at most ``limit`` keep-alive connections.
+
+    :meth:`send` is for closed loops (a task per connection awaits each answer);
+    :meth:`submit` is for open loops: no task per request, the answer arrives as a callback
+    and the connection goes on with the next waiting request.
+    """
 
     def __init__(self, base_url: str, limit: int) -> None:
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.netloc = parts.netloc
+        self.limit = limit
         self.slots = asyncio.Semaphore(limit)
         self.idle: list[_Connection] = []
+        self.opened = 0  # connections of submit(), open or opening
+        self.waiting: deque[tuple[bytes, Callable[[int], None]]] = deque()
+        self.tasks: set[asyncio.Task] = set()
+
+    def submit(self, request: bytes, done: Callable[[int], None]) -> None:
+        """Send ``request`` on an idle connection (opening one when under the limit, else
+        after the next answer) and call ``done(status)``, 0 when the connection failed."""
+        conn = self._idle_connection()
+        if conn is not None:
+            self._start(conn, request, done)
+        elif self.opened < self.limit:
+            self.opened += 1
+            task = asyncio.get_running_loop().create_task(self._open_and_start(request, done))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        else:
+            self.waiting.append((request, done))
+
+    def _idle_connection(self) -> _Connection | None:
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn.closed:
+                return conn
+            self.opened -= 1
+        return None
+
+    async def _open_and_start(self, request: bytes, done: Callable[[int], None]) -> None:
+        try:
+            conn = await self._open()
+        except OSError:
+            self.opened -= 1
+            done(0)
+            return
+        self._start(conn, request, done)
+
+    def _start(self, conn: _Connection, request: bytes, done: Callable[[int], None]) -> None:
+        try:
+            future = conn.send(request)
+        except ConnectionError:
+            self._finish(conn, 0, done)
+            return
+        future.add_done_callback(
+            lambda f: self._finish(conn, 0 if f.exception() else f.result(), done))
+
+    def _finish(self, conn: _Connection, status: int, done: Callable[[int], None]) -> None:
+        if status and conn.keep_alive and not conn.closed:
+            if self.waiting:
+                self._start(conn, *self.waiting.popleft())
+            else:
+                self.idle.append(conn)
+        else:
+            if conn.transport is not None:
+                conn.transport.close()
+            self.opened -= 1
+            if self.waiting:
+                self.submit(*self.waiting.popleft())
+        done(status)
 
     def request_bytes(self, path: str, headers: dict[str, str], body: bytes) -> bytes:
         """The whole request, built once per body."""
