@@ -13,7 +13,8 @@ every batch waiting when it is free and commits them together; a failed transact
 exactly the requests in it. A single-event request needs no transaction (one record is
 written atomically) and goes through a plain idempotent producer with a short linger, which
 keeps its latency low. ``FLYWHEEL_GATEWAY_ATOMIC_BATCHES=false`` sends batches the plain way
-too; ``make bench`` measures both.
+too, grouped in the same way (every batch waiting when the previous group is acknowledged goes
+out together); ``make bench`` measures both.
 
 Deadlines and outages. A write that is not acknowledged within the deadline fails with
 :class:`BrokerUnavailable` (503), and its producer is abandoned before the answer goes out:
@@ -312,6 +313,66 @@ class _TransactionLanes:
         await asyncio.gather(*(slot.close() for slot in self.slots), return_exceptions=True)
 
 
+class _PlainBatches:
+    """Batch requests written without transactions, grouped: every request waiting when the
+    previous group is acknowledged goes out in the next one, as one producer batch per
+    partition. Sent one by one, concurrent requests would queue behind each other on the same
+    partitions (the producer keeps one batch per partition waiting and each request's batch
+    waits for the one before it to be sent), and under load the last ones passed the deadline.
+    A group shares the earliest deadline of its requests and fails or succeeds as a whole."""
+
+    def __init__(self, writer: KafkaEventWriter) -> None:
+        self.writer = writer
+        self.waiting: list[_Pending] = []
+        self.late: dict[int, LateSuccess] = {}
+        self.task: asyncio.Task | None = None
+
+    async def write(self, records: list[Record], deadline_s: float,
+                    on_late_success: LateSuccess | None) -> None:
+        pending = _Pending(records, time.monotonic() + deadline_s)
+        if on_late_success is not None:
+            self.late[id(pending)] = on_late_success
+        self.waiting.append(pending)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+        try:
+            await asyncio.shield(pending.future)
+        finally:
+            self.late.pop(id(pending), None)
+
+    async def _run(self) -> None:
+        while self.waiting:
+            await asyncio.sleep(0)  # the requests of this loop iteration join the group
+            group, self.waiting = [g for g in self.waiting if not g.future.done()], []
+            if not group:
+                continue
+            callbacks = [self.late[id(g)] for g in group if id(g) in self.late]
+
+            async def late_success(callbacks: list[LateSuccess] = callbacks) -> None:
+                for callback in callbacks:
+                    await callback()
+
+            remaining = min(g.deadline_at for g in group) - time.monotonic()
+            try:
+                await self.writer._write_plain([r for g in group for r in g.records],
+                                               max(remaining, 0.01), late_success)
+            except BaseException as exc:  # noqa: BLE001 - the whole group fails together
+                for g in group:
+                    if not g.future.done():
+                        g.future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            else:
+                for g in group:
+                    if not g.future.done():
+                        g.future.set_result(None)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
 class KafkaEventWriter:
     """:class:`EventWriter` over aiokafka (see the module docstring for the guarantees)."""
 
@@ -321,6 +382,7 @@ class KafkaEventWriter:
         self.plain = _Slot(config)
         self.lanes = _TransactionLanes(config, lanes, cooldown_s=lane_cooldown_s) \
             if atomic_batches else None
+        self.plain_batches = _PlainBatches(self)
         self._late: set[asyncio.Task] = set()
 
     async def start(self, timeout_s: float = 30.0) -> None:
@@ -354,8 +416,11 @@ class KafkaEventWriter:
         """
         if not records:
             return
-        if len(records) > 1 and self.lanes is not None:
-            await self.lanes.write(records, deadline_s)
+        if len(records) > 1:
+            if self.lanes is not None:
+                await self.lanes.write(records, deadline_s)
+            else:
+                await self.plain_batches.write(records, deadline_s, on_late_success)
             return
         await self._write_plain(records, deadline_s, on_late_success)
 
@@ -405,6 +470,7 @@ class KafkaEventWriter:
     async def stop(self) -> None:
         if self.lanes is not None:
             await self.lanes.stop()
+        await self.plain_batches.stop()
         await self.plain.close()
         for task in list(self._late):
             task.cancel()

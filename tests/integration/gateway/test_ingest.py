@@ -105,3 +105,24 @@ def test_readiness_and_metrics(start_gateway) -> None:  # noqa: ANN001
     httpx.post(f"{gw.base_url}/v1/traces", json=_trace("m-1"), headers=gw.headers(), timeout=30)
     text = httpx.get(f"{gw.base_url}/metrics").text
     assert f'flywheel_gateway_events_produced_total{{topic="{gw.topic("traces.raw")}"}} 1.0' in text
+
+
+def test_concurrent_batches_without_transactions_are_grouped_and_all_written(
+        start_gateway, kafka_bootstrap) -> None:  # noqa: ANN001
+    from concurrent.futures import ThreadPoolExecutor
+
+    gw = start_gateway(atomic_batches=False, produce_deadline_s=10.0)
+    batches = [[f"p{b}-{i}" for i in range(50)] for b in range(12)]
+
+    def post(ids: list[str]) -> httpx.Response:
+        return httpx.post(f"{gw.base_url}/v1/traces", json=[_trace(i) for i in ids],
+                          headers=gw.headers(), timeout=30)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(post, batches))
+    assert [a.status_code for a in answers] == [200] * 12, [a.text for a in answers if a.status_code != 200]
+    assert sum(a.json()["accepted"] for a in answers) == 600
+    expected = {i for ids in batches for i in ids}
+    records = read_topic(kafka_bootstrap, gw.topic("traces.raw"), expected, settle_s=2)
+    keys = [r.key.decode() for r in records if r.key.decode().startswith("p")]
+    assert sorted(keys) == sorted(expected)  # each exactly once
