@@ -25,8 +25,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from google.protobuf.message import DecodeError, Message
@@ -34,10 +34,10 @@ from google.protobuf.message import DecodeError, Message
 from flywheel.client.wire import event_id_for
 from flywheel.events.codec import encode
 from flywheel.events.envelope import new_envelope
-from flywheel.v1.envelope_pb2 import Envelope
 from flywheel.keys import KeyIdentity
 from flywheel.logging import get_logger
 from flywheel.v1 import feedback_pb2, trace_pb2
+from flywheel.v1.envelope_pb2 import Envelope
 
 from . import openai_shape, otlp
 from .bodies import JSON, MediaType, split_delimited
@@ -280,8 +280,8 @@ class AdmitBatcher:
 
     The requests of an iteration are collected and sent on the next one; the script handles
     them in the order they asked, so rate limits and claims come out as if each request had
-    made its own call. Calls of successive iterations may be on the wire at the same time (each
-    on its own connection). If the call fails, every request in it gets the error.
+    made its own call. Calls of successive iterations may be on the wire at the same time
+    (pipelined on one connection). If the call fails, every request in it gets the error.
     """
 
     def __init__(self, coordination: Coordination, pending_ttl_s: float) -> None:
