@@ -416,11 +416,9 @@ def _steps_ok(steps: Any) -> bool:
 
 
 def _check_message(msg: Message, prefix: str, index: int, issues: _Issues) -> None:
+    """What is wrong with one message (run when :func:`_messages_ok` found something)."""
     role = msg.role
     calls = msg.tool_calls
-    if role in _ROLE_SET and len(msg.name) <= MAX_SHORT_TEXT and not calls and \
-            (role != "tool" or msg.tool_call_id):
-        return
     path = f"{prefix}[{index}]"
     if role not in _ROLE_SET:
         issues.add(f"{path}.role", f"expected one of {', '.join(ROLES)}")
@@ -447,10 +445,7 @@ def _check_message(msg: Message, prefix: str, index: int, issues: _Issues) -> No
 
 
 def _check_step(step: Message, prefix: str, index: int, issues: _Issues) -> None:
-    if step.kind in _STEP_KINDS and step.status in _STEP_STATUSES and \
-            len(step.step_id) <= MAX_SHORT_TEXT and len(step.parent_step_id) <= MAX_SHORT_TEXT \
-            and len(step.name) <= MAX_SHORT_TEXT and _finite(step.latency_ms):
-        return
+    """What is wrong with one step (run when :func:`_steps_ok` found something)."""
     path = f"{prefix}[{index}]"
     if step.kind == trace_pb2.STEP_KIND_UNSPECIFIED:
         issues.add(f"{path}.kind", "required (STEP_KIND_MODEL_CALL, STEP_KIND_TOOL_CALL, ...)")

@@ -227,7 +227,18 @@ async def _send_all(producer: AIOKafkaProducer, records: list[Record]) -> list[a
 class _Pending:
     records: list[Record]
     deadline_at: float
+    on_late_success: LateSuccess | None = None
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def _settle(group: list[_Pending], failure: BaseException | None = None) -> None:
+    """Answer every request of a group written together: all failed, or all written."""
+    for pending in group:
+        if not pending.future.done():
+            if failure is None:
+                pending.future.set_result(None)
+            else:
+                pending.future.set_exception(failure)
 
 
 class _TransactionLanes:
@@ -271,15 +282,10 @@ class _TransactionLanes:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - every failure fails the whole group
-                failure = BrokerUnavailable(f"the broker did not commit the batch: "
-                                            f"{type(exc).__name__}", 1)
-                for g in group:
-                    if not g.future.done():
-                        g.future.set_exception(failure)
+                _settle(group, BrokerUnavailable(f"the broker did not commit the batch: "
+                                                 f"{type(exc).__name__}", 1))
             else:
-                for g in group:
-                    if not g.future.done():
-                        g.future.set_result(None)
+                _settle(group)
             # The broker writes the commit markers after answering EndTxn; a transaction begun
             # on this producer before they are written gets CONCURRENT_TRANSACTIONS and aiokafka
             # backs off 20 ms (KAFKA-5477). Resting a few ms lets an idle lane take the next
@@ -324,21 +330,15 @@ class _PlainBatches:
     def __init__(self, writer: KafkaEventWriter) -> None:
         self.writer = writer
         self.waiting: list[_Pending] = []
-        self.late: dict[int, LateSuccess] = {}
         self.task: asyncio.Task | None = None
 
     async def write(self, records: list[Record], deadline_s: float,
                     on_late_success: LateSuccess | None) -> None:
-        pending = _Pending(records, time.monotonic() + deadline_s)
-        if on_late_success is not None:
-            self.late[id(pending)] = on_late_success
+        pending = _Pending(records, time.monotonic() + deadline_s, on_late_success)
         self.waiting.append(pending)
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
-        try:
-            await asyncio.shield(pending.future)
-        finally:
-            self.late.pop(id(pending), None)
+        await asyncio.shield(pending.future)
 
     async def _run(self) -> None:
         while self.waiting:
@@ -346,7 +346,7 @@ class _PlainBatches:
             group, self.waiting = [g for g in self.waiting if not g.future.done()], []
             if not group:
                 continue
-            callbacks = [self.late[id(g)] for g in group if id(g) in self.late]
+            callbacks = [g.on_late_success for g in group if g.on_late_success is not None]
 
             async def late_success(callbacks: list[LateSuccess] = callbacks) -> None:
                 for callback in callbacks:
@@ -357,15 +357,11 @@ class _PlainBatches:
                 await self.writer._write_plain([r for g in group for r in g.records],
                                                max(remaining, 0.01), late_success)
             except BaseException as exc:  # noqa: BLE001 - the whole group fails together
-                for g in group:
-                    if not g.future.done():
-                        g.future.set_exception(exc)
+                _settle(group, exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
             else:
-                for g in group:
-                    if not g.future.done():
-                        g.future.set_result(None)
+                _settle(group)
 
     async def stop(self) -> None:
         if self.task is not None:

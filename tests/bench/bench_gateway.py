@@ -3,9 +3,9 @@
 Run with ``make bench`` (all benchmarks) or ``python -m tests.bench.run gateway``. It starts
 its own Apache Kafka broker and Redis (flywheel.stack) on free loopback ports, makes an API
 key in a SQLite file, starts the gateway as its own process (``python -m
-flywheel.services.gateway.main``), drives it over HTTP from this process (keep-alive connections, a lean client:
-``tests/bench/http_load.py``; the process runs on uvloop like the gateway),
-and in the same run writes the same trace payloads straight to the broker. Everything shares
+flywheel.services.gateway.main``), drives it over HTTP from this process (keep-alive
+connections through the lean client of ``tests/bench/http_load.py``, on uvloop like the
+gateway), and in the same run writes the same trace payloads straight to the broker. Everything shares
 the machine's cores, so the numbers are what this box does end to end, not a gateway alone.
 
 Phases (each ``PHASE_S`` seconds):

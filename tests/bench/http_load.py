@@ -74,9 +74,9 @@ class _Connection(asyncio.Protocol):
 class HttpLoad:
     """POSTs to one server over at most ``limit`` keep-alive connections.
 
-    :meth:`send` is for closed loops (a task per connection awaits each answer);
     :meth:`submit` is for open loops: no task per request, the answer arrives as a callback
-    and the connection goes on with the next waiting request.
+    and the connection goes on with the next waiting request; :meth:`send` awaits the answer
+    (closed loops, a task per connection).
     """
 
     def __init__(self, base_url: str, limit: int) -> None:
@@ -84,9 +84,8 @@ class HttpLoad:
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.netloc = parts.netloc
         self.limit = limit
-        self.slots = asyncio.Semaphore(limit)
         self.idle: list[_Connection] = []
-        self.opened = 0  # connections of submit(), open or opening
+        self.opened = 0  # connections open or opening
         self.waiting: deque[tuple[bytes, Callable[[int], None]]] = deque()
         self.tasks: set[asyncio.Task] = set()
 
@@ -151,30 +150,11 @@ class HttpLoad:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     async def send(self, request: bytes) -> int:
-        """Send a request built by :meth:`request_bytes`; its status code.
-
-        Raises:
-            ConnectionError: the connection failed or was closed before the answer.
-        """
-        async with self.slots:
-            conn = None
-            while self.idle and conn is None:
-                conn = self.idle.pop()
-                if conn.closed:  # the server closed it while it was idle (keep-alive timeout)
-                    conn = None
-            if conn is None:
-                conn = await self._open()
-            try:
-                status = await conn.send(request)
-            except BaseException:
-                if conn.transport is not None:
-                    conn.transport.close()
-                raise
-            if conn.keep_alive and not conn.closed:
-                self.idle.append(conn)
-            elif conn.transport is not None:
-                conn.transport.close()
-            return status
+        """Send a request built by :meth:`request_bytes` and wait for its status code (0 when
+        the connection failed); :meth:`submit` without the callback."""
+        answer = asyncio.get_running_loop().create_future()
+        self.submit(request, lambda status: answer.done() or answer.set_result(status))
+        return await answer
 
     async def _open(self) -> _Connection:
         _, conn = await asyncio.get_running_loop().create_connection(
