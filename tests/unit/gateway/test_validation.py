@@ -182,3 +182,39 @@ def test_feedback_inside_a_trace_is_checked_on_every_path() -> None:
     assert [i.path for i in check_trace(trace)] == ["feedback[0].thumbs"]
     feedback.thumbs = 77  # an unknown enum number
     assert "feedback[0].thumbs" in [i.path for i in check_trace(trace)]
+
+
+def test_the_single_loop_passes_agree_with_the_per_item_checks() -> None:
+    """_messages_ok / _steps_ok accept exactly what _check_message / _check_step find nothing
+    wrong with (the fast pass may not let through what the detailed check would report)."""
+    import random
+
+    from flywheel.services.gateway import validation as v
+    from flywheel.v1 import trace_pb2
+
+    rng = random.Random(11)
+    for _ in range(3000):
+        trace = trace_pb2.Trace()
+        for _ in range(rng.randint(1, 4)):
+            m = trace.messages.add()
+            m.role = rng.choice(["user", "assistant", "tool", "system", "developer", "robot", ""])
+            m.tool_call_id = rng.choice(["", "c1"])
+            m.name = rng.choice(["", "n", "x" * 300])
+            for _ in range(rng.choice([0, 0, 1, 2])):
+                call = m.tool_calls.add()
+                call.id = rng.choice(["", "c1", "y" * 300])
+                call.type = rng.choice(["", "function", "other"])
+                call.function.name = rng.choice(["", "lookup", "z" * 300])
+            s = trace.steps.add()
+            s.kind = rng.choice([0, 1, 2, 3, 42])
+            s.status = rng.choice([0, 1, 2, 77])
+            s.latency_ms = rng.choice([0.0, 12.5, -1.0, float("nan"), float("inf")])
+            s.name = rng.choice(["", "s", "w" * 300])
+        found = v._Issues()
+        for i, m in enumerate(trace.messages):
+            v._check_message(m, "messages", i, found)
+        assert v._messages_ok(trace.messages) == (not found), list(found)
+        found = v._Issues()
+        for i, s in enumerate(trace.steps):
+            v._check_step(s, "steps", i, found)
+        assert v._steps_ok(trace.steps) == (not found), list(found)
