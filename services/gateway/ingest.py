@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import math
 import time
 import uuid
@@ -29,6 +28,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from google.protobuf.message import DecodeError, Message
 
 from flywheel.client.wire import event_id_for
@@ -81,8 +81,10 @@ class Item:
 # --- decoding (pure) ---------------------------------------------------------------------------
 
 def _json_items(body: bytes, batch_key: str) -> tuple[list[Any], list[str]]:
+    # orjson: strict RFC 8259 (UTF-8 only; no NaN/Infinity; integers within 64 bits), and
+    # about 2.5x faster than json.loads on the request bodies measured in the benchmark.
     try:
-        data = json.loads(body)
+        data = orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput([FieldIssue("$", f"invalid JSON: {exc}")]) from None
     if isinstance(data, list):

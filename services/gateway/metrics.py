@@ -7,6 +7,7 @@ With several uvicorn workers, ``main`` points ``PROMETHEUS_MULTIPROC_DIR`` at a 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -45,10 +46,14 @@ class GatewayMetrics:
                                   "OTLP spans by outcome (converted, skipped, held, rejected, late).",
                                   ["outcome"], registry=r)
         self._route_latency = {route: self.latency.labels(route) for route in ROUTES}
+        self._request_counters: dict[tuple[str, int], Any] = {}  # (route, status) -> child
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         route = route if route in self._route_latency else "other"
-        self.requests.labels(route, str(status)).inc()
+        counter = self._request_counters.get((route, status))
+        if counter is None:
+            counter = self._request_counters[(route, status)] = self.requests.labels(route, str(status))
+        counter.inc()
         child = self._route_latency.get(route)
         (child or self.latency.labels(route)).observe(seconds)
 

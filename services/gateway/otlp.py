@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -86,7 +87,7 @@ def parse_json_request(body: bytes) -> ExportTraceServiceRequest:
         OtlpDecodeError: the text is not JSON or not an export request.
     """
     try:
-        data = json.loads(body)
+        data = orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise OtlpDecodeError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -431,7 +431,8 @@ class KafkaEventWriter:
         acks: asyncio.Future | None = None
         try:
             async with asyncio.timeout(max(remaining, 0.01)):
-                acks = asyncio.gather(*await _send_all(producer, records))
+                futures = await _send_all(producer, records)
+                acks = futures[0] if len(futures) == 1 else asyncio.gather(*futures)
                 await asyncio.shield(acks)
         except BaseException as exc:
             self.plain.discard(producer)

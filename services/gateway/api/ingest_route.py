@@ -10,11 +10,11 @@ same error rendering and the same metrics. The rest of the API goes through Fast
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
+import orjson
 from starlette.types import Receive, Scope, Send
 
 from ..auth import presented_key
@@ -39,8 +39,9 @@ ROUTES: dict[str, IngestRoute] = {
 
 
 def dumps(body: object) -> bytes:
-    """Compact JSON as every gateway answer is written."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON as every gateway answer is written (what ``json.dumps`` with
+    ``ensure_ascii=False`` and compact separators gives, about 20x faster)."""
+    return orjson.dumps(body)
 
 
 async def ingest(state: GatewayState, route: IngestRoute, headers: Mapping[str, str],

@@ -141,6 +141,11 @@ def test_semantic_errors_are_reported_with_paths(gateway) -> None:  # noqa: ANN0
 @pytest.mark.parametrize("content,ctype,status,code", [
     (b"{", "application/json", 422, "invalid_input"),
     (b"", "application/json", 422, "invalid_input"),
+    # strict JSON (RFC 8259): no NaN/Infinity literals, UTF-8 only, no lone surrogates
+    (b'{"trace_id": "t", "latency_ms": NaN}', "application/json", 422, "invalid_input"),
+    ('{"trace_id": "t"}'.encode("utf-16"), "application/json", 422, "invalid_input"),
+    (b'{"trace_id": "\\ud800"}', "application/json", 422, "invalid_input"),
+    (b'[{"trace_id": "t"},]', "application/json", 422, "invalid_input"),
     (b"\x0a\xff", "application/x-protobuf", 422, "invalid_input"),
     (b"<a/>", "application/xml", 415, "unsupported_media_type"),
     (b"{}", None, 415, "unsupported_media_type"),
