@@ -81,7 +81,7 @@ class Item:
 # --- decoding (pure) ---------------------------------------------------------------------------
 
 def _json_items(body: bytes, batch_key: str) -> tuple[list[Any], list[str]]:
-    # orjson: strict RFC 8259 (UTF-8 only; no NaN/Infinity; integers within 64 bits), and
+    # orjson: strict RFC 8259 (UTF-8 only, no NaN/Infinity, no trailing commas), and
     # about 2.5x faster than json.loads on the request bodies measured in the benchmark.
     try:
         data = orjson.loads(body)
