@@ -343,6 +343,7 @@ async def open_loop(url: str, key: str, make_body, rate: float, name: str) -> Re
     headers = {"x-api-key": key, "content-type": "application/json"}
     loop = asyncio.get_running_loop()
     outstanding = 0
+    sending = True  # all_done only once the last request went out and every one is answered
     all_done = loop.create_future()
 
     def answered(scheduled: float, status: int) -> None:
@@ -355,7 +356,7 @@ async def open_loop(url: str, key: str, make_body, rate: float, name: str) -> Re
         result.events += 1 if ok else 0
         result.errors += 0 if ok else 1
         outstanding -= 1
-        if outstanding == 0 and not all_done.done():
+        if outstanding == 0 and not sending and not all_done.done():
             all_done.set_result(None)
 
     def send(scheduled: float) -> None:
@@ -368,12 +369,13 @@ async def open_loop(url: str, key: str, make_body, rate: float, name: str) -> Re
     try:
         for _ in range(200):  # warm-up: connections and caches
             send(time.perf_counter())
+        sending = False
         await all_done
         result.latencies.clear()
         result.send_lags.clear()
         result.statuses.clear()
         result.requests = result.events = result.errors = 0
-        all_done = loop.create_future()
+        all_done, sending = loop.create_future(), True
         total, sent = int(rate * PHASE_S), 0
         began = time.perf_counter()
         while sent < total:
@@ -382,6 +384,7 @@ async def open_loop(url: str, key: str, make_body, rate: float, name: str) -> Re
                 send(began + sent / rate)
                 sent += 1
             await asyncio.sleep(0.001)
+        sending = False
         if outstanding:
             await all_done
         result.seconds = time.perf_counter() - began
