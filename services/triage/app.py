@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,6 +207,26 @@ class RangeReader:
             self._consumer = None
 
 
+class CommittedOffsets:
+    """The triage group's committed offsets, for the engine's start-of-reading hole check:
+    read with an admin client off the event loop, at most once a second for all partitions."""
+
+    def __init__(self, bootstrap: str, group: str, max_age_s: float = 1.0) -> None:
+        self.bootstrap = bootstrap
+        self.group = group
+        self.max_age_s = max_age_s
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._read_at = -1e9
+
+    async def get(self, topic: str, partition: int) -> int | None:
+        from flywheel.kafka.lag import committed_offsets
+
+        if time.monotonic() - self._read_at > self.max_age_s:
+            self._offsets = await asyncio.to_thread(committed_offsets, self.bootstrap, self.group)
+            self._read_at = time.monotonic()
+        return self._offsets.get((topic, partition))
+
+
 def _owned(app: faust.App, raw_topic: str):
     def owned() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == raw_topic}
@@ -244,6 +265,7 @@ def create_app(settings: Settings, tset: TriageSettings | None = None,
         budgets=BudgetBuckets(client, namespace), sampling=_sampling(tset, policy),
         metrics=metrics, owned=_owned(app, topics.raw),
         busy=lambda: bool(app.in_recovery), read_range=reader.read,
+        committed_offset=CommittedOffsets(settings.kafka(), app.conf.id).get,
     )
     register_agents(app, source, table, engine, tset)
 

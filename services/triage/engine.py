@@ -139,6 +139,7 @@ class TriageEngine:
                  metrics: TriageMetrics, owned: Callable[[], set[int]],
                  busy: Callable[[], bool] = lambda: False,
                  read_range: Callable[[str, int, int, int], Awaitable[list[Record]]] | None = None,
+                 committed_offset: Callable[[str, int], Awaitable[int | None]] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.topics = topics
         self.tset = tset
@@ -153,6 +154,7 @@ class TriageEngine:
         self.owned = owned
         self.busy = busy
         self.read_range = read_range
+        self.committed_offset = committed_offset
         self.clock = clock
         self.lock = asyncio.Lock()
         self.ready = False
@@ -179,7 +181,8 @@ class TriageEngine:
             started = time.perf_counter()
             now = self.clock()
             traces, feedbacks, dead = [], [], []
-            records = await self._refetch(self._offset_holes(events))
+            holes, first = self._offset_holes(events)
+            records = await self._refetch(holes + await self._start_holes(first))
             records += [Record.of(event) for event in events]
             for rec in records:
                 if rec.topic == self.topics.raw:
@@ -194,23 +197,49 @@ class TriageEngine:
             await self.store.flush()
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
-    def _offset_holes(self, events: Sequence[Any]) -> list[tuple[str, int, int, int]]:
-        """Offsets skipped inside a partition this worker has been reading continuously.
+    def _offset_holes(self, events: Sequence[Any],
+                      ) -> tuple[list[tuple[str, int, int, int]], list[tuple[str, int, int]]]:
+        """Offsets skipped inside a partition this worker has been reading continuously, and
+        the first offset of each partition this process had not read before.
 
         Faust drops messages it has fetched but not yet handed to the agents when a rebalance
         starts, and when the partition stays with this worker it does not always seek back
         to the committed offset: the dropped range would never be read while later offsets get
-        committed. Each hole found here is read again (see :meth:`_refetch`).
+        committed. Each hole found here is read again (see :meth:`_refetch`). The same drop
+        right after a (re)start leaves a hole before the first offset this process sees, which
+        only the group's committed offset reveals (see :meth:`_start_holes`).
         """
-        holes = []
+        holes, first = [], []
         for event in events:
             m = event.message
             key = (m.topic, m.partition)
             expected = self._next_offset.get(key)
-            if expected is not None and m.offset > expected:
+            if expected is None:
+                first.append((m.topic, m.partition, m.offset))
+            elif m.offset > expected:
                 holes.append((m.topic, m.partition, expected, m.offset))
             if expected is None or m.offset >= expected:
                 self._next_offset[key] = m.offset + 1
+        return holes, first
+
+    async def _start_holes(self, first: list[tuple[str, int, int]],
+                           ) -> list[tuple[str, int, int, int]]:
+        """Holes between the group's committed offset and the first offset this process read
+        of a partition: a record fetched during start-up and dropped in the rebalance that
+        follows (the group still holds the killed process's member until its session ends)
+        was otherwise never read, and Faust committed past it as if it were a gap."""
+        if self.committed_offset is None:
+            return []
+        holes = []
+        for topic, partition, offset in first:
+            try:
+                committed = await self.committed_offset(topic, partition)
+            except Exception as exc:  # noqa: BLE001 - cannot tell: read on, as before
+                log.warning("committed_offset_unavailable", topic=topic, partition=partition,
+                            error=type(exc).__name__)
+                continue
+            if committed is not None and committed < offset:
+                holes.append((topic, partition, committed, offset))
         return holes
 
     async def _refetch(self, holes: list[tuple[str, int, int, int]]) -> list[Record]:

@@ -84,3 +84,25 @@ def test_cli_create_is_idempotent(kafka_bootstrap: str, topic_prefix: str) -> No
     table = _cli("topics", "list", **env)
     assert table.returncode == 0, table.stderr
     assert "missing" not in table.stdout
+
+
+def test_committed_offsets_of_one_group(kafka_bootstrap: str, topic_prefix: str) -> None:
+    """What triage asks after a restart: the offsets its group committed, per partition."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from flywheel.kafka.lag import committed_offsets
+
+    create_topics(kafka_bootstrap, topic_prefix, [TOPICS["traces.raw"]])
+    topic = TOPICS["traces.raw"].full_name(topic_prefix)
+    group = f"{topic_prefix}-committed-test"
+    assert committed_offsets(kafka_bootstrap, group) == {}
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        consumer.assign([TopicPartition(topic, 2), TopicPartition(topic, 5)])
+        consumer.commit({TopicPartition(topic, 2): OffsetAndMetadata(17, "", -1),
+                         TopicPartition(topic, 5): OffsetAndMetadata(3, "", -1)})
+    finally:
+        consumer.close()
+    assert committed_offsets(kafka_bootstrap, group) == {(topic, 2): 17, (topic, 5): 3}

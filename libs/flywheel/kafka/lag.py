@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.errors import CoordinatorNotAvailableError
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,25 @@ def lag_rows(committed: dict[str, dict[tuple[str, int], int]],
             rows.append(LagRow(group, topic, partition, offset,
                                end_offsets.get((topic, partition), offset)))
     return rows
+
+
+def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
+    """The offsets ``group`` has committed, by (topic, partition), on the real broker."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="flywheel-committed",
+                             request_timeout_ms=10000)
+    try:
+        for attempt in range(20):  # the broker creates its offsets topic on first use
+            try:
+                offsets = admin.list_group_offsets([group]).get(group, {})
+                break
+            except CoordinatorNotAvailableError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
+            if meta.offset >= 0}
 
 
 def consumer_lag(bootstrap: str, group_prefix: str = "", topic_prefix: str = "") -> list[LagRow]:

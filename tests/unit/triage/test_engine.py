@@ -367,3 +367,58 @@ async def test_offset_holes_are_read_again_once(make_harness) -> None:
     assert len(reads) == 2
     assert h.engine.health_event().counters["offset_holes"] == 2
     assert len(skipped) == 3
+
+
+async def test_a_hole_before_the_first_offset_read_is_found_from_the_committed_offset(
+        make_harness) -> None:
+    """After a restart the process has no previous offset to compare with: a record fetched
+    during start-up and dropped in a rebalance shows only as the group's committed offset
+    lying behind the first offset delivered."""
+    from flywheel.services.triage.engine import Record
+
+    h = await make_harness(hold_s=0)
+    rng = random.Random(10)
+    topic = h.settings.topic("traces.raw")
+    log: dict[int, tuple[bytes, bytes]] = {}
+
+    def at(offset: int, tid: str):
+        e = _trace_event(h, samples.chat_trace(rng, tid))
+        e.message.partition, e.message.offset = 2, offset
+        log[offset] = (e.message.key, e.message.value)
+        return e
+
+    reads, asked = [], []
+
+    async def read_range(t, partition, start, end):
+        reads.append((t, partition, start, end))
+        return [Record(t, partition, o, *log[o]) for o in range(start, end) if o in log]
+
+    async def committed_offset(t, partition):
+        asked.append((t, partition))
+        return {(topic, 2): 17}.get((t, partition))
+
+    h.engine.read_range, h.engine.committed_offset = read_range, committed_offset
+    dropped = at(17, "lost-in-rebalance")
+    await h.feed(at(18, "next"))
+    assert reads == [(topic, 2, 17, 18)] and asked == [(topic, 2)]
+    assert {"lost-in-rebalance", "next"} <= set(h.routes())
+    await h.feed(at(19, "after"))  # the partition is known now: no second question
+    assert asked == [(topic, 2)] and len(reads) == 1
+    # a partition whose first offset is the committed one, or that has none: nothing to read
+    e = _trace_event(h, samples.chat_trace(rng, "other"))
+    e.message.partition, e.message.offset = 4, 0
+    await h.feed(e)
+    assert len(reads) == 1 and dropped.message.offset == 17
+
+
+async def test_an_unanswered_committed_offset_question_reads_on(make_harness) -> None:
+    h = await make_harness(hold_s=0)
+
+    async def committed_offset(t, partition):
+        raise ConnectionError("broker away")
+
+    h.engine.committed_offset = committed_offset
+    e = _trace_event(h, samples.chat_trace(random.Random(11), "t1"))
+    e.message.partition, e.message.offset = 1, 40
+    await h.feed(e)
+    assert "t1" in h.routes()
