@@ -3,6 +3,7 @@ and the `flywheel topics` commands."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -92,6 +93,7 @@ def test_committed_offsets_of_one_group(kafka_bootstrap: str, topic_prefix: str)
     from kafka.structs import OffsetAndMetadata
 
     from flywheel.kafka.lag import committed_offsets
+    from flywheel.services.triage.app import CommittedOffsets
 
     create_topics(kafka_bootstrap, topic_prefix, [TOPICS["traces.raw"]])
     topic = TOPICS["traces.raw"].full_name(topic_prefix)
@@ -106,3 +108,7 @@ def test_committed_offsets_of_one_group(kafka_bootstrap: str, topic_prefix: str)
     finally:
         consumer.close()
     assert committed_offsets(kafka_bootstrap, group) == {(topic, 2): 17, (topic, 5): 3}
+    # triage's cached reader over it (one read for every partition asked within a second)
+    reader = CommittedOffsets(kafka_bootstrap, group)
+    assert asyncio.run(reader.get(topic, 2)) == 17
+    assert asyncio.run(reader.get(topic, 0)) is None

@@ -333,27 +333,34 @@ async def test_strong_feedback_ends_the_hold(make_harness, rng, kind) -> None:
     assert len(h.decisions()) == 1
 
 
-async def test_offset_holes_are_read_again_once(make_harness) -> None:
+def _partition_log(h, seed: int, partition: int):  # noqa: ANN001, ANN202 - a test harness
+    """``at(offset, trace_id)`` makes a trace event at that offset of ``partition`` of
+    traces.raw and logs it; the engine's ``read_range`` reads that log and records each read
+    in ``reads``."""
     from flywheel.services.triage.engine import Record
 
-    h = await make_harness(hold_s=0)
-    rng = random.Random(9)
-    topic = h.settings.topic("traces.raw")
+    rng = random.Random(seed)
     log: dict[int, tuple[bytes, bytes]] = {}
+    reads: list[tuple[str, int, int, int]] = []
 
-    def at(offset: int, tid: str):
+    def at(offset: int, tid: str):  # noqa: ANN202
         e = _trace_event(h, samples.chat_trace(rng, tid))
-        e.message.partition, e.message.offset = 3, offset
+        e.message.partition, e.message.offset = partition, offset
         log[offset] = (e.message.key, e.message.value)
         return e
 
-    reads = []
-
-    async def read_range(t, partition, start, end):
-        reads.append((t, partition, start, end))
-        return [Record(t, partition, o, *log[o]) for o in range(start, end) if o in log]
+    async def read_range(t, part, start, end):  # noqa: ANN001, ANN202
+        reads.append((t, part, start, end))
+        return [Record(t, part, o, *log[o]) for o in range(start, end) if o in log]
 
     h.engine.read_range = read_range
+    return at, reads
+
+
+async def test_offset_holes_are_read_again_once(make_harness) -> None:
+    h = await make_harness(hold_s=0)
+    topic = h.settings.topic("traces.raw")
+    at, reads = _partition_log(h, 9, 3)
     first = [at(0, "a"), at(1, "b")]
     skipped = [at(2, "c"), at(3, "d"), at(4, "e")]  # fetched by Faust, dropped in a rebalance
     await h.feed(*first)
@@ -374,30 +381,16 @@ async def test_a_hole_before_the_first_offset_read_is_found_from_the_committed_o
     """After a restart the process has no previous offset to compare with: a record fetched
     during start-up and dropped in a rebalance shows only as the group's committed offset
     lying behind the first offset delivered."""
-    from flywheel.services.triage.engine import Record
-
     h = await make_harness(hold_s=0)
-    rng = random.Random(10)
     topic = h.settings.topic("traces.raw")
-    log: dict[int, tuple[bytes, bytes]] = {}
-
-    def at(offset: int, tid: str):
-        e = _trace_event(h, samples.chat_trace(rng, tid))
-        e.message.partition, e.message.offset = 2, offset
-        log[offset] = (e.message.key, e.message.value)
-        return e
-
-    reads, asked = [], []
-
-    async def read_range(t, partition, start, end):
-        reads.append((t, partition, start, end))
-        return [Record(t, partition, o, *log[o]) for o in range(start, end) if o in log]
+    at, reads = _partition_log(h, 10, 2)
+    asked = []
 
     async def committed_offset(t, partition):
         asked.append((t, partition))
         return {(topic, 2): 17}.get((t, partition))
 
-    h.engine.read_range, h.engine.committed_offset = read_range, committed_offset
+    h.engine.committed_offset = committed_offset
     dropped = at(17, "lost-in-rebalance")
     await h.feed(at(18, "next"))
     assert reads == [(topic, 2, 17, 18)] and asked == [(topic, 2)]
@@ -405,7 +398,7 @@ async def test_a_hole_before_the_first_offset_read_is_found_from_the_committed_o
     await h.feed(at(19, "after"))  # the partition is known now: no second question
     assert asked == [(topic, 2)] and len(reads) == 1
     # a partition whose first offset is the committed one, or that has none: nothing to read
-    e = _trace_event(h, samples.chat_trace(rng, "other"))
+    e = _trace_event(h, samples.chat_trace(random.Random(10), "other"))
     e.message.partition, e.message.offset = 4, 0
     await h.feed(e)
     assert len(reads) == 1 and dropped.message.offset == 17
