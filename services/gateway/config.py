@@ -18,6 +18,12 @@ class GatewaySettings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface to bind (0.0.0.0 in containers).")
     port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    keep_alive_s: int = Field(
+        75, ge=1, le=3600,
+        description="Close an idle client connection after this long. Longer than the usual load "
+                    "balancer idle timeout (60 s), so the gateway never closes a connection the "
+                    "balancer is about to reuse; clients that keep connections open pay no new "
+                    "handshakes.")
     max_batch_count: int = Field(1000, ge=1, le=100_000,
                                  description="Most traces or feedback events in one request.")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024,

@@ -12,8 +12,10 @@ Phases (each ``PHASE_S`` seconds):
 
 - raw producer, aiokafka (``send``, acks=all, idempotent, linger 5 ms) and kafka-python;
 - single-trace requests, JSON, closed loop at fixed concurrency (the rate it sustains);
-- single-trace requests, open loop at 1,500 req/s (latency counted from the scheduled send;
-  the target line also says how late the load generator itself sent, p99 and max);
+- single-trace requests, open loop at 1,500 req/s over a fixed pool of 64 keep-alive
+  connections opened before it starts (latency counted from the scheduled send, so a request
+  waiting for a free connection is charged the wait; the target line also says how late the
+  load generator itself sent, p99 and max);
 - batches of 100 traces, JSON and binary Protobuf, with Kafka transactions (the default) and
   without (``ATOMIC_BATCHES=false``), to show what atomic batches cost.
 
@@ -56,6 +58,7 @@ SINGLE_CONCURRENCY = 16
 BATCH_CONCURRENCY = int(os.environ.get("FLYWHEEL_BENCH_BATCH_CONCURRENCY", "12"))
 BATCH = 100
 OPEN_LOOP_RATE = 1500.0
+OPEN_LOOP_CONNECTIONS = int(os.environ.get("FLYWHEEL_BENCH_OPEN_LOOP_CONNECTIONS", "64"))
 # One worker per core: on this 2-core box two workers beat one even though the broker, Redis
 # and the load generator share the cores (batched Protobuf 41-46 % of the raw producer against
 # 23-27 %). Override with FLYWHEEL_BENCH_GATEWAY_WORKERS.
@@ -331,7 +334,8 @@ async def closed_loop(url: str, key: str, make_body, content_type: str,  # noqa:
     return result
 
 
-async def open_loop(url: str, key: str, make_body, rate: float, name: str) -> Result:  # noqa: ANN001
+async def open_loop(url: str, key: str, make_body, rate: float, name: str,  # noqa: ANN001
+                    connections: int = OPEN_LOOP_CONNECTIONS) -> Result:
     """Send at a fixed schedule; latency runs from the scheduled time (no coordinated omission).
 
     Every millisecond the requests that are due go out (no task per request: answers arrive
@@ -339,7 +343,8 @@ async def open_loop(url: str, key: str, make_body, rate: float, name: str) -> Re
     """
     result = Result(name)
     base, path = _target(url)
-    load = HttpLoad(base, 256)
+    load = HttpLoad(base, connections)
+    await load.open_all()
     headers = {"x-api-key": key, "content-type": "application/json"}
     loop = asyncio.get_running_loop()
     outstanding = 0
@@ -494,7 +499,8 @@ def _gateway_phases(stack: Stack, payloads: Payloads, label: str, singles: bool 
             f"gateway {label}: 1 trace/request, JSON, {SINGLE_CONCURRENCY} connections")))
         results.append(_measured(stack, open_loop(
             url, stack.key, payloads.json_single, OPEN_LOOP_RATE,
-            f"gateway {label}: 1 trace/request, JSON, open loop {OPEN_LOOP_RATE:.0f} req/s")))
+            f"gateway {label}: 1 trace/request, JSON, open loop {OPEN_LOOP_RATE:.0f} req/s, "
+            f"{OPEN_LOOP_CONNECTIONS} connections")))
     results.append(_measured(stack, closed_loop(
         url, stack.key, payloads.json_batch, "application/json", BATCH_CONCURRENCY, BATCH,
         f"gateway {label}: {BATCH} traces/request, JSON")))

@@ -84,7 +84,9 @@ class HttpLoad:
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.netloc = parts.netloc
         self.limit = limit
-        self.idle: list[_Connection] = []
+        # Least recently used first: every open connection carries its share of the load (a
+        # stack would keep reusing the few that answered last and leave the rest to time out).
+        self.idle: deque[_Connection] = deque()
         self.opened = 0  # connections open or opening
         self.waiting: deque[tuple[bytes, Callable[[int], None]]] = deque()
         self.tasks: set[asyncio.Task] = set()
@@ -103,9 +105,25 @@ class HttpLoad:
         else:
             self.waiting.append((request, done))
 
+    async def open_all(self) -> None:
+        """Open connections up to the limit now, as a fixed pool (wrk's ``-c``): requests
+        beyond it wait in this process for a free connection, and that wait counts in their
+        latency; no connection is opened while the load runs."""
+        missing = self.limit - self.opened
+        self.opened += missing
+        results = await asyncio.gather(*(self._open() for _ in range(missing)),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                self.opened -= 1
+            else:
+                self.idle.append(result)
+        if not self.idle:
+            raise ConnectionError(f"could not connect to {self.netloc}")
+
     def _idle_connection(self) -> _Connection | None:
         while self.idle:
-            conn = self.idle.pop()
+            conn = self.idle.popleft()
             if not conn.closed:
                 return conn
             self.opened -= 1
