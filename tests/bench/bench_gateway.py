@@ -80,6 +80,12 @@ class Result:
     # open loop: how late the load generator sent each request after its scheduled time (its
     # own scheduling delays on the shared cores; they are inside the latencies above)
     send_lags: list[float] = field(default_factory=list)
+    broker_cpu_s: float = 0.0  # the broker's CPU during the phase (its JIT warms up under load)
+    steal: float = float("nan")  # share of the machine's CPU time the hypervisor took
+
+    @property
+    def broker_cores(self) -> float:
+        return self.broker_cpu_s / self.seconds if self.seconds else float("nan")
 
     @property
     def events_per_s(self) -> float:
@@ -292,6 +298,28 @@ def _gateway_cpu(stack: Stack) -> float:
     return total
 
 
+def _broker_cpu(stack: Stack) -> float:
+    """CPU seconds used so far by the broker's JVM."""
+    import psutil
+
+    try:
+        times = psutil.Process(stack.kafka.pid).cpu_times()  # type: ignore[attr-defined]
+    except (psutil.Error, TypeError, ValueError):
+        return float("nan")
+    return times.user + times.system
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs so far, from /proc/stat (0, 0 elsewhere)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    # user nice system idle iowait irq softirq steal [guest guest_nice: inside user and nice]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
 # --- load generation ---------------------------------------------------------------------
 
 def _target(url: str) -> tuple[str, str]:
@@ -482,11 +510,30 @@ def _collector_off() -> Iterator[None]:
 def _measured(stack: Stack, coro) -> Result:  # noqa: ANN001 - a coroutine to run
     with _collector_off():
         before, client = _gateway_cpu(stack), time.process_time()
+        broker, ticks = _broker_cpu(stack), _cpu_ticks()
         result = run(coro)
         result.client_cpu_s = time.process_time() - client
     # The load before the measured window is small (a 2 s warm-up); it is counted too.
     result.cpu_s = _gateway_cpu(stack) - before
+    result.broker_cpu_s = _broker_cpu(stack) - broker
+    _phase_steal(result, ticks)
     return result
+
+
+def _raw_measured(stack: Stack, phase) -> Result:  # noqa: ANN001 - returns the phase's Result
+    """A raw producer phase (it measures its own CPU) with the broker's CPU and the steal."""
+    with _collector_off():
+        broker, ticks = _broker_cpu(stack), _cpu_ticks()
+        result = phase()
+    result.broker_cpu_s = _broker_cpu(stack) - broker
+    _phase_steal(result, ticks)
+    return result
+
+
+def _phase_steal(result: Result, ticks: tuple[int, int]) -> None:
+    steal, total = _cpu_ticks()
+    if total > ticks[1]:
+        result.steal = (steal - ticks[0]) / (total - ticks[1])
 
 
 def _gateway_phases(stack: Stack, payloads: Payloads, label: str, singles: bool = True,
@@ -518,7 +565,7 @@ def _print(results: list[Result], raw_rate: float) -> None:
     table = Table(title=f"Gateway ingest into traces.raw ({os.cpu_count()} cores, load average "
                         f"{load}, {WORKERS} gateway workers, {PHASE_S:.0f} s per phase)")
     for column in ("phase", "traces/s", "req/s", "p50 ms", "p99 ms", "errors", "vs raw aiokafka",
-                   "writer CPU µs/trace", "client CPU µs/req"):
+                   "writer CPU µs/trace", "client CPU µs/req", "broker cores", "steal"):
         table.add_column(column, justify="left" if column == "phase" else "right")
     for r in results:
         share = f"{r.events_per_s / raw_rate:.0%}" if raw_rate else "-"
@@ -530,8 +577,10 @@ def _print(results: list[Result], raw_rate: float) -> None:
                       "-" if not r.latencies else f"{r.pct(0.99):.1f}", str(r.errors), share,
                       f"{r.cpu_us_per_event:,.0f}",
                       "-" if math.isnan(r.client_cpu_us_per_request)
-                      else f"{r.client_cpu_us_per_request:,.0f}")
-    Console(width=170).print(table)
+                      else f"{r.client_cpu_us_per_request:,.0f}",
+                      "-" if math.isnan(r.broker_cores) else f"{r.broker_cores:.2f}",
+                      "-" if math.isnan(r.steal) else f"{r.steal:.0%}")
+    Console(width=200).print(table)
 
 
 def _targets(results: list[Result], raw_rate: float) -> None:
@@ -558,10 +607,8 @@ def main() -> None:
         payloads = Payloads()
         topic = f"{stack.prefix}.traces.raw.v1"
         events = payloads.encoded_events(20_000)
-        with _collector_off():
-            raw = [run(raw_aiokafka(stack.bootstrap, topic, events))]
-        with _collector_off():
-            raw.append(raw_kafka_python(stack.bootstrap, topic, events))
+        raw = [_raw_measured(stack, lambda: run(raw_aiokafka(stack.bootstrap, topic, events))),
+               _raw_measured(stack, lambda: raw_kafka_python(stack.bootstrap, topic, events))]
         results = list(raw)
         stack.start_gateway()
         results += _gateway_phases(stack, payloads, "atomic")
