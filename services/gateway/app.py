@@ -60,7 +60,8 @@ class Backends:
     engine: Engine
 
 
-def _open_backends(settings: Settings, gw: GatewaySettings) -> Backends:
+def _open_backends(settings: Settings, gw: GatewaySettings,
+                   metrics: GatewayMetrics | None = None) -> Backends:
     from flywheel.db.engine import make_engine
     from flywheel.rediskit import make_async_redis
 
@@ -68,8 +69,10 @@ def _open_backends(settings: Settings, gw: GatewaySettings) -> Backends:
         bootstrap=settings.kafka(), client_id=f"{settings.service_name}-gateway",
         linger_ms=gw.linger_ms, request_timeout_ms=max(1000, int(gw.produce_deadline_s * 1000)),
         transaction_timeout_ms=max(10_000, int(gw.produce_deadline_s * 4000)))
-    writer = KafkaEventWriter(config, atomic_batches=gw.atomic_batches, lanes=gw.transaction_lanes,
-                              lane_cooldown_s=gw.transaction_cooldown_ms / 1000)
+    writer = KafkaEventWriter(
+        config, atomic_batches=gw.atomic_batches, lanes=gw.transaction_lanes,
+        lane_cooldown_s=gw.transaction_cooldown_ms / 1000,
+        on_commit=metrics.transaction_requests.observe if metrics is not None else None)
     return Backends(writer, RedisCoordination(make_async_redis(settings), settings.redis()),
                     make_engine(settings.database()))
 
@@ -88,8 +91,8 @@ async def _flush_held_otlp(ingestor: Ingestor) -> None:
 def _lifespan(settings: Settings, gw: GatewaySettings, backends: Backends | None):  # noqa: ANN202
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        opened = backends or _open_backends(settings, gw)
         metrics: GatewayMetrics = app.state.metrics
+        opened = backends or _open_backends(settings, gw, metrics)
         topics = {TRACES: settings.topic("traces.raw"), FEEDBACK: settings.topic("feedback.events")}
         ingestor = Ingestor(gw, topics, opened.writer, opened.coordination, metrics)
         try:

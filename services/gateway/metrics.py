@@ -18,11 +18,13 @@ from prometheus_client import (
 )
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_GROUP_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 ROUTES = ("/v1/traces", "/v1/feedback", "/v1/otlp/v1/traces", "/healthz", "/readyz", "/metrics")
 
 
 class GatewayMetrics:
-    """Requests, latency, events produced, duplicates, rejections by reason and OTLP spans."""
+    """Requests, latency, events produced, duplicates, rejections by reason, OTLP spans and
+    requests per transaction."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -45,6 +47,10 @@ class GatewayMetrics:
         self.otlp_spans = Counter("flywheel_gateway_otlp_spans_total",
                                   "OTLP spans by outcome (converted, skipped, held, rejected, late).",
                                   ["outcome"], registry=r)
+        self.transaction_requests = Histogram(
+            "flywheel_gateway_transaction_requests",
+            "Batch requests per committed Kafka transaction (group commit; _count is the "
+            "number of transactions).", buckets=_GROUP_BUCKETS, registry=r)
         self._route_latency = {route: self.latency.labels(route) for route in ROUTES}
         self._request_counters: dict[tuple[str, int], Any] = {}  # (route, status) -> child
 

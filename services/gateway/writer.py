@@ -245,8 +245,10 @@ class _TransactionLanes:
     """Transactional producers that commit waiting batch requests together (group commit)."""
 
     def __init__(self, config: ProducerConfig, lanes: int, max_group_records: int = 20_000,
-                 cooldown_s: float = 0.005) -> None:
+                 cooldown_s: float = 0.005,
+                 on_commit: Callable[[int], None] | None = None) -> None:
         base = f"{config.client_id}-{uuid.uuid4().hex[:12]}"
+        self.on_commit = on_commit  # called with the number of requests in each committed group
         self.slots = [_Slot(config, f"{base}-{i}") for i in range(lanes)]
         self.cooldown_s = cooldown_s
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -286,6 +288,8 @@ class _TransactionLanes:
                                                  f"{type(exc).__name__}", 1))
             else:
                 _settle(group)
+                if self.on_commit is not None:
+                    self.on_commit(len(group))
             # The broker writes the commit markers after answering EndTxn; a transaction begun
             # on this producer before they are written gets CONCURRENT_TRANSACTIONS and aiokafka
             # backs off 20 ms (KAFKA-5477). Resting a few ms lets an idle lane take the next
@@ -373,11 +377,12 @@ class KafkaEventWriter:
     """:class:`EventWriter` over aiokafka (see the module docstring for the guarantees)."""
 
     def __init__(self, config: ProducerConfig, *, atomic_batches: bool = True,
-                 lanes: int = 2, lane_cooldown_s: float = 0.005) -> None:
+                 lanes: int = 2, lane_cooldown_s: float = 0.005,
+                 on_commit: Callable[[int], None] | None = None) -> None:
         self.config = config
         self.plain = _Slot(config)
-        self.lanes = _TransactionLanes(config, lanes, cooldown_s=lane_cooldown_s) \
-            if atomic_batches else None
+        self.lanes = _TransactionLanes(config, lanes, cooldown_s=lane_cooldown_s,
+                                       on_commit=on_commit) if atomic_batches else None
         self.plain_batches = _PlainBatches(self)
         self._late: set[asyncio.Task] = set()
 

@@ -126,3 +126,27 @@ def test_concurrent_batches_without_transactions_are_grouped_and_all_written(
     records = read_topic(kafka_bootstrap, gw.topic("traces.raw"), expected, settle_s=2)
     keys = [r.key.decode() for r in records if r.key.decode().startswith("p")]
     assert sorted(keys) == sorted(expected)  # each exactly once
+
+
+def test_every_committed_batch_request_is_counted_in_one_transaction(
+        start_gateway, kafka_bootstrap) -> None:  # noqa: ANN001
+    import re
+    from concurrent.futures import ThreadPoolExecutor
+
+    gw = start_gateway()
+    batches = [[f"x{b}-{i}" for i in range(20)] for b in range(8)]
+
+    def post(ids: list[str]) -> httpx.Response:
+        return httpx.post(f"{gw.base_url}/v1/traces", json=[_trace(i) for i in ids],
+                          headers=gw.headers(), timeout=30)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(post, batches))
+    assert [a.status_code for a in answers] == [200] * 8
+    httpx.post(f"{gw.base_url}/v1/traces", json=_trace("x-single"), headers=gw.headers(), timeout=30)
+    text = httpx.get(f"{gw.base_url}/metrics").text
+    count = float(re.search(r"^flywheel_gateway_transaction_requests_count (\S+)$", text, re.M)[1])
+    total = float(re.search(r"^flywheel_gateway_transaction_requests_sum (\S+)$", text, re.M)[1])
+    # Each batch request is in exactly one committed transaction; a single-trace request in none.
+    assert total == 8
+    assert 1 <= count <= 8
