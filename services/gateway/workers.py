@@ -6,15 +6,15 @@ connection pool filling up, a load balancer, a load generator) lands mostly on o
 64 connections opened together were split 64/0, 55/9 and 59/5 between two workers on this
 machine, and the loaded worker's queue then set the latency tail while the other one idled.
 
-Here each worker binds the port itself with ``SO_REUSEPORT`` (Linux 3.9+) and the kernel
-hashes every new connection to one of the listening sockets, so connections spread evenly
-whatever their timing. The supervisor (this module's :func:`serve`) holds a bound, not
-listening, socket of the same group: it resolves port 0 and keeps the port while a worker
-restarts. A worker that dies is started again; one that fails during startup (exit status 3,
-uvicorn's startup failure: a broker or database it cannot reach) stops the supervisor with the
-same status, since a restart would fail the same way. SIGTERM or SIGINT stops every worker
-gracefully (each drains its requests and flushes its producers) and kills those still running
-after ``stop_grace_s``.
+Here each worker binds the port itself with ``SO_REUSEPORT`` (Linux 3.9+) and the kernel hashes
+every new connection to one of the listening sockets, so connections spread over all workers
+whatever their timing. The :class:`Supervisor` holds a bound, not listening, socket of the same
+group: it resolves port 0 and keeps the port while a worker restarts. A worker that dies is
+started again; one that fails during startup (exit status 3, uvicorn's startup failure: a
+broker it cannot reach within the startup timeout, a port it cannot bind) stops the supervisor
+with the same status, since a restart would fail the same way. SIGTERM or SIGINT stops every
+worker gracefully (each drains its requests and flushes its producers) and kills those still
+running after ``stop_grace_s``.
 
 The one cost of per-worker sockets: connections waiting in a dying worker's accept queue are
 reset (the client sees a refused or reset connection and retries), where a shared socket would
@@ -67,7 +67,11 @@ def _worker(app_factory: str, host: str, port: int, keep_alive_s: int) -> None:
     config = uvicorn.Config(app_factory, factory=True, host=host, port=port, access_log=False,
                             log_config=None, lifespan="on", timeout_keep_alive=keep_alive_s)
     server = uvicorn.Server(config)
-    sock = bind_reuse_port(host, port, listen=True, backlog=config.backlog)
+    try:
+        sock = bind_reuse_port(host, port, listen=True, backlog=config.backlog)
+    except OSError as exc:  # a restart would fail the same way
+        log.error("gateway_worker_bind_failed", host=host, port=port, error=str(exc))
+        sys.exit(STARTUP_FAILURE)
     server.run(sockets=[sock])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
