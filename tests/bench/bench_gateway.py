@@ -537,24 +537,27 @@ def _collector_off() -> Iterator[None]:
 
 
 def _measured(stack: Stack, coro) -> Result:  # noqa: ANN001 - a coroutine to run
+    """A gateway phase: its result with the gateway's and the load generator's CPU, the
+    transactions committed, the broker's CPU and the steal."""
     transactions = _transaction_totals(stack)
-    with _collector_off():
+
+    def phase() -> Result:
         before, client = _gateway_cpu(stack), time.process_time()
-        broker, ticks = _broker_cpu(stack), _cpu_ticks()
         result = run(coro)
         result.client_cpu_s = time.process_time() - client
+        # The load before the measured window is small (a 2 s warm-up); it is counted too.
+        result.cpu_s = _gateway_cpu(stack) - before
+        return result
+
+    result = _raw_measured(stack, phase)
     after = _transaction_totals(stack)
     result.transactions = after[0] - transactions[0]
     result.transaction_requests = after[1] - transactions[1]
-    # The load before the measured window is small (a 2 s warm-up); it is counted too.
-    result.cpu_s = _gateway_cpu(stack) - before
-    result.broker_cpu_s = _broker_cpu(stack) - broker
-    _phase_steal(result, ticks)
     return result
 
 
 def _raw_measured(stack: Stack, phase) -> Result:  # noqa: ANN001 - returns the phase's Result
-    """A raw producer phase (it measures its own CPU) with the broker's CPU and the steal."""
+    """``phase()`` with the collector off, and the broker's CPU and the steal during it."""
     with _collector_off():
         broker, ticks = _broker_cpu(stack), _cpu_ticks()
         result = phase()

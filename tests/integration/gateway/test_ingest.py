@@ -18,6 +18,18 @@ def _trace(trace_id: str) -> dict:
             "tags": {"n": trace_id}}
 
 
+def _post_concurrently(gw, batches: list[list[str]]) -> list[httpx.Response]:  # noqa: ANN001
+    """Post each batch of trace ids as one request, all at once; the answers in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(ids: list[str]) -> httpx.Response:
+        return httpx.post(f"{gw.base_url}/v1/traces", json=[_trace(i) for i in ids],
+                          headers=gw.headers(), timeout=30)
+
+    with ThreadPoolExecutor(max_workers=len(batches)) as pool:
+        return list(pool.map(post, batches))
+
+
 def test_a_posted_batch_is_readable_from_traces_raw_with_nothing_missing(
         start_gateway, kafka_bootstrap) -> None:  # noqa: ANN001
     gw = start_gateway()
@@ -109,17 +121,9 @@ def test_readiness_and_metrics(start_gateway) -> None:  # noqa: ANN001
 
 def test_concurrent_batches_without_transactions_are_grouped_and_all_written(
         start_gateway, kafka_bootstrap) -> None:  # noqa: ANN001
-    from concurrent.futures import ThreadPoolExecutor
-
     gw = start_gateway(atomic_batches=False, produce_deadline_s=10.0)
     batches = [[f"p{b}-{i}" for i in range(50)] for b in range(12)]
-
-    def post(ids: list[str]) -> httpx.Response:
-        return httpx.post(f"{gw.base_url}/v1/traces", json=[_trace(i) for i in ids],
-                          headers=gw.headers(), timeout=30)
-
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        answers = list(pool.map(post, batches))
+    answers = _post_concurrently(gw, batches)
     assert [a.status_code for a in answers] == [200] * 12, [a.text for a in answers if a.status_code != 200]
     assert sum(a.json()["accepted"] for a in answers) == 600
     expected = {i for ids in batches for i in ids}
@@ -131,17 +135,10 @@ def test_concurrent_batches_without_transactions_are_grouped_and_all_written(
 def test_every_committed_batch_request_is_counted_in_one_transaction(
         start_gateway, kafka_bootstrap) -> None:  # noqa: ANN001
     import re
-    from concurrent.futures import ThreadPoolExecutor
 
     gw = start_gateway()
     batches = [[f"x{b}-{i}" for i in range(20)] for b in range(8)]
-
-    def post(ids: list[str]) -> httpx.Response:
-        return httpx.post(f"{gw.base_url}/v1/traces", json=[_trace(i) for i in ids],
-                          headers=gw.headers(), timeout=30)
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = list(pool.map(post, batches))
+    answers = _post_concurrently(gw, batches)
     assert [a.status_code for a in answers] == [200] * 8
     httpx.post(f"{gw.base_url}/v1/traces", json=_trace("x-single"), headers=gw.headers(), timeout=30)
     text = httpx.get(f"{gw.base_url}/metrics").text

@@ -48,7 +48,7 @@ class Gateway:
         return found
 
     def wait_workers(self, count: int, timeout_s: float = 90.0,
-                     without: set[int] = frozenset()) -> dict[int, psutil.Process]:
+                     without: frozenset[int] = frozenset()) -> dict[int, psutil.Process]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"the supervisor exited with {self.proc.returncode}"
@@ -134,7 +134,7 @@ def test_connections_spread_over_workers_and_a_dead_worker_is_replaced(run_gatew
 
     victim = next(iter(workers))
     os.kill(victim, signal.SIGKILL)
-    replaced = gateway.wait_workers(2, without={victim})
+    replaced = gateway.wait_workers(2, without=frozenset({victim}))
     assert victim not in replaced
     assert gateway.post_trace().status_code == 200
 
@@ -154,3 +154,15 @@ def test_a_worker_that_cannot_start_stops_the_supervisor(run_gateway) -> None:  
         assert gateway.proc.wait(120) == 3
     finally:
         closed.close()
+
+
+def test_idle_connections_are_closed_after_the_keep_alive_setting(run_gateway) -> None:  # noqa: ANN001
+    # 2 s here; uvicorn's own default (5 s) would still hold the connection open at 3.5 s.
+    gateway = run_gateway(workers=2, FLYWHEEL_GATEWAY_KEEP_ALIVE_S="2")
+    gateway.wait_workers(2)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(3.5)
+        conn.settimeout(0.5)  # still open: recv times out instead of returning b""
+        assert conn.recv(4096) == b""  # the gateway closed the idle connection
