@@ -66,7 +66,10 @@ _BAD = object()
 
 
 class _Issues(list):
-    """Collected issues; stops growing at MAX_ISSUES."""
+    """Collected issues; stops growing at MAX_ISSUES. ``filled`` is set when a check filled in
+    a field of the message it checked (an inferred feedback kind)."""
+
+    filled = False
 
     def add(self, path: str, message: str) -> None:
         if len(self) < MAX_ISSUES:
@@ -508,6 +511,7 @@ def _check_feedback(feedback: Message, path: str, issues: _Issues) -> None:
             return  # the common, valid case; the full check below says what is wrong
     if feedback.kind == feedback_pb2.FEEDBACK_KIND_UNSPECIFIED:
         feedback.kind = infer_feedback_kind(feedback)
+        issues.filled = True
         if feedback.kind == feedback_pb2.FEEDBACK_KIND_UNSPECIFIED:
             issues.add(_join(path, "kind"), "required (FEEDBACK_KIND_THUMBS, ..._RATING, "
                                              "..._COMMENT, ..._CORRECTION, ..._REGENERATE, "
@@ -560,7 +564,7 @@ def _is_json_object(text: str) -> bool:
 
 def check_trace(trace: Message, path: str = "") -> list[FieldIssue]:
     """Problems with a decoded trace (empty when valid). Fills in what it may decide: the
-    feedback kind implied by its content."""
+    feedback kind implied by its content (the returned list's ``filled`` is then true)."""
     issues = _Issues()
     if trace.trace_id:
         _check_id(trace.trace_id, _join(path, "trace_id"), issues)
@@ -597,11 +601,12 @@ def check_trace(trace: Message, path: str = "") -> list[FieldIssue]:
         _check_tags(tags, _join(path, "tags"), issues)
     if not _finite(trace.latency_ms):
         issues.add(_join(path, "latency_ms"), _FINITE)
-    return list(issues)
+    return issues
 
 
 def check_feedback_event(event: Message, path: str = "") -> list[FieldIssue]:
-    """Problems with a decoded feedback event (empty when valid); infers an unset kind."""
+    """Problems with a decoded feedback event (empty when valid); infers an unset kind (the
+    returned list's ``filled`` is then true)."""
     issues = _Issues()
     _check_id(event.trace_id, _join(path, "trace_id"), issues, required=True)
     _check_id(event.feedback_id, _join(path, "feedback_id"), issues)
@@ -612,7 +617,7 @@ def check_feedback_event(event: Message, path: str = "") -> list[FieldIssue]:
         issues.add(_join(path, "feedback"), "required")
     else:
         _check_feedback(event.feedback, _join(path, "feedback"), issues)
-    return list(issues)
+    return issues
 
 
 def ensure_id(current: str) -> tuple[str, bool]:

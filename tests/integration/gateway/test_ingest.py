@@ -46,6 +46,34 @@ def test_a_posted_batch_is_readable_from_traces_raw_with_nothing_missing(
         assert trace.envelope.producer == "gateway" and trace.messages[0].content.endswith(trace.trace_id)
 
 
+def test_a_binary_batch_is_read_back_stamped(start_gateway, kafka_bootstrap) -> None:  # noqa: ANN001
+    """Binary events are written as the client's bytes with the stamp appended: what a
+    consumer decodes carries the key's app, the gateway's envelope and any generated id."""
+    gw = start_gateway()
+    traces = [trace_pb2.Trace(**{**_trace(f"pb-{i}"), "model": None, "tags": {}}) for i in range(6)]
+    traces[1].app_id = "not-the-key-app"
+    traces[2].source = trace_pb2.TRACE_SOURCE_SERVING
+    traces[3].trace_id = ""
+    traces[4].feedback.add(thumbs=1)  # kind left out: the gateway infers it
+    r = httpx.post(f"{gw.base_url}/v1/traces", content=frame([t.SerializeToString() for t in traces]),
+                   headers=gw.headers("application/x-protobuf; delimited=true"), timeout=30)
+    assert r.status_code == 200, r.text
+    ids = [item["trace_id"] for item in r.json()["items"]]
+    assert r.json()["items"][3]["generated_id"] is True
+    records = read_topic(kafka_bootstrap, gw.topic("traces.raw"), set(ids))
+    written = {r.key.decode(): decode(r.value, trace_pb2.Trace) for r in records}
+    assert sorted(written) == sorted(ids)
+    for i, trace_id in enumerate(ids):
+        trace = written[trace_id]
+        assert trace.trace_id == trace.envelope.trace_id == trace_id
+        assert trace.app_id == trace.envelope.app_id == gw.app_id
+        assert trace.envelope.producer == "gateway" and trace.envelope.event_type == "flywheel.v1.Trace"
+        assert trace.source == (trace_pb2.TRACE_SOURCE_SERVING if i == 2 else trace_pb2.TRACE_SOURCE_GATEWAY)
+        assert trace.messages[0].content == traces[i].messages[0].content
+    assert written[ids[4]].feedback[-1].kind == feedback_pb2.FEEDBACK_KIND_THUMBS
+    assert len({t.envelope.event_id for t in written.values()}) == len(ids)
+
+
 def test_a_duplicate_is_not_produced_twice(start_gateway, kafka_bootstrap) -> None:  # noqa: ANN001
     gw = start_gateway()
     url = f"{gw.base_url}/v1/traces"
