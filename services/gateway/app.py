@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flywheel.client.wire import varint
 from flywheel.errors import FlywheelError
 from flywheel.keys import verify_key
 from flywheel.logging import get_logger
@@ -146,17 +147,8 @@ def _otlp_status(content_type: str | None, status: int, message: str,
     if not binary:
         return json_response({"code": code, "message": message}, status, headers)
     text = message.encode()[:4096]
-    payload = bytes([0x08, code, 0x12]) + _varint(len(text)) + text
+    payload = bytes([0x08, code, 0x12]) + varint(len(text)) + text
     return Response(payload, status_code=status, media_type=PROTOBUF, headers=headers)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | 0x80 if value else byte)
-        if not value:
-            return bytes(out)
 
 
 def _gateway_error(metrics: GatewayMetrics, path: str, content_type: str | None,

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from google.protobuf.message import DecodeError, Message
 
-from flywheel.client.wire import event_id_for
+from flywheel.client.wire import event_id_for, varint
 from flywheel.events.codec import encode
 from flywheel.events.envelope import new_envelope
 from flywheel.keys import KeyIdentity
@@ -212,17 +212,8 @@ def _tag(cls: type[Message], name: str) -> bytes:
     return bytes([key])
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _delimited(tag: bytes, data: bytes) -> bytes:
-    return tag + (bytes((len(data),)) if len(data) < 0x80 else _varint(len(data))) + data
+    return tag + varint(len(data)) + data
 
 
 _ENVELOPE_EVENT_ID, _ENVELOPE_TRACE_ID = _tag(Envelope, "event_id"), _tag(Envelope, "trace_id")
@@ -230,7 +221,7 @@ _ENVELOPE_FIELD = {cls: _tag(cls, "envelope") for cls in (trace_pb2.Trace, feedb
 _ID_FIELD = {TRACES: _tag(trace_pb2.Trace, "trace_id"),
              FEEDBACK: _tag(feedback_pb2.FeedbackEvent, "feedback_id")}
 _TRACE_APP_ID = _tag(trace_pb2.Trace, "app_id")
-_SOURCE_GATEWAY = _tag(trace_pb2.Trace, "source") + _varint(trace_pb2.TRACE_SOURCE_GATEWAY)
+_SOURCE_GATEWAY = _tag(trace_pb2.Trace, "source") + varint(trace_pb2.TRACE_SOURCE_GATEWAY)
 
 
 class Splicer:
@@ -240,8 +231,8 @@ class Splicer:
     an earlier one and a later sub-message merges into an absent one, so ``frame + suffix``
     decodes to exactly what :func:`stamp` makes of the message, without encoding the whole
     event again (encoding and stamping took about a tenth of a gateway worker's CPU in the
-    batched Protobuf benchmark). Only for messages without an envelope of their own (a present one would be merged
-    into, not replaced): :meth:`value` answers None for those.
+    batched Protobuf benchmark). Only for messages without an envelope of their own (one
+    present would be merged into, not replaced): :meth:`value` answers None for those.
     """
 
     def __init__(self, kind: str, app_id: str, envelope: Message) -> None:
@@ -251,8 +242,8 @@ class Splicer:
         shared.ClearField("event_id")
         shared.ClearField("trace_id")
         self._envelope = shared.SerializeToString()
-        self._app_id = _delimited(_TRACE_APP_ID, app_id.encode())
         self._app = app_id
+        self._app_field = _delimited(_TRACE_APP_ID, app_id.encode())
 
     def value(self, item: Item) -> bytes | None:
         msg = item.message
@@ -266,7 +257,7 @@ class Splicer:
         if item.generated_id:  # the id the gateway made up for the event
             parts.append(_delimited(_ID_FIELD[self.kind], item.event_id_key.encode()))
         if self.kind == TRACES:
-            parts.append(self._app_id)
+            parts.append(self._app_field)
             if msg.source == trace_pb2.TRACE_SOURCE_UNSPECIFIED:
                 parts.append(_SOURCE_GATEWAY)
         return b"".join(parts)

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from .wire import FEEDBACK, TRACE
+from .wire import FEEDBACK, TRACE, varint
 
 _KIND_BYTE = {TRACE: b"T", FEEDBACK: b"F"}
 _BYTE_KIND = {v[0]: k for k, v in _KIND_BYTE.items()}
@@ -39,12 +39,7 @@ class Pending:
 
 
 def _encode(event: Pending) -> bytes:
-    length, prefix = len(event.payload), bytearray()
-    while length > 0x7F:
-        prefix.append((length & 0x7F) | 0x80)
-        length >>= 7
-    prefix.append(length)
-    return _KIND_BYTE[event.kind] + bytes(prefix) + event.payload
+    return _KIND_BYTE[event.kind] + varint(len(event.payload)) + event.payload
 
 
 def _decode_segment(data: bytes, segment: str, id_of) -> list[Pending]:  # noqa: ANN001

@@ -42,15 +42,23 @@ def event_id_for(app_id: str, kind: str, key: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def varint(value: int) -> bytes:
+    """``value`` (>= 0) as a Protobuf base-128 varint."""
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 def frame(messages: Iterable[bytes]) -> bytes:
     """Length-delimited framing: varint length, then the message, for each message."""
     out = bytearray()
     for message in messages:
-        length = len(message)
-        while length > 0x7F:
-            out.append((length & 0x7F) | 0x80)
-            length >>= 7
-        out.append(length)
+        out += varint(len(message))
         out += message
     return bytes(out)
 

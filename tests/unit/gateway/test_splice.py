@@ -122,3 +122,12 @@ def test_a_spliced_feedback_event_decodes_to_the_stamped_event(feedback_id: str)
     assert written == feedback_pb2.FeedbackEvent.FromString(encoded)
     assert written.envelope.trace_id == written.trace_id
     assert written.feedback_id == items[0].event_id_key != ""
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16_383, 16_384, 2**31, 2**63 - 1])
+def test_varint_matches_protobuf(value: int) -> None:
+    from google.protobuf.internal.encoder import _VarintBytes
+
+    from flywheel.client.wire import varint
+
+    assert varint(value) == _VarintBytes(value)
